@@ -1,0 +1,436 @@
+//! API keys and roles, and the development credentials generated on first start.
+//! Keys are held only as SHA-256 digests and compared in constant time.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::{Config, Environment};
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Phone agents: create confirmation requests and read their outcome.
+    Agent,
+    /// Compliance staff: search, replay and export records.
+    Compliance,
+    /// Operators: everything.
+    Admin,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 3] = [Role::Agent, Role::Compliance, Role::Admin];
+
+    /// The role's name in `CALLPROOF_API_KEYS`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Compliance => "compliance",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// True when a key of this role may use an endpoint that needs `needed`.
+    pub fn may(self, needed: Role) -> bool {
+        self == needed || self == Role::Admin
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A configured API key with its role.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// What the key may do.
+    pub role: Role,
+    /// The secret itself.
+    pub key: String,
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKey({}:<hidden>)", self.role)
+    }
+}
+
+impl ApiKey {
+    /// Parses `role:key,role:key`. Keys need at least 16 characters.
+    pub fn parse_list(text: &str) -> Result<Vec<ApiKey>, String> {
+        let mut out = Vec::new();
+        for (i, item) in text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .enumerate()
+        {
+            let (role, key) = item.split_once(':').ok_or_else(|| {
+                format!(
+                    "item {} is not role:key (roles: agent, compliance, admin)",
+                    i + 1
+                )
+            })?;
+            let role = Role::ALL
+                .into_iter()
+                .find(|r| r.as_str() == role.trim())
+                .ok_or_else(|| {
+                    format!(
+                        "item {} has an unknown role: use agent, compliance or admin",
+                        i + 1
+                    )
+                })?;
+            let key = key.trim();
+            if key.len() < 16 || key.contains(char::is_whitespace) {
+                return Err(format!(
+                    "item {} ({role}) has a key shorter than 16 characters or with spaces",
+                    i + 1
+                ));
+            }
+            out.push(ApiKey {
+                role,
+                key: key.to_owned(),
+            });
+        }
+        if out.is_empty() {
+            return Err("no keys given: use role:key pairs separated by commas".into());
+        }
+        Ok(out)
+    }
+}
+
+/// The configured keys, held as digests.
+#[derive(Clone)]
+pub struct KeyRing {
+    entries: Vec<([u8; 32], Role)>,
+}
+
+impl KeyRing {
+    /// Hashes the keys; the plain keys are not kept.
+    pub fn new(keys: &[ApiKey]) -> Self {
+        KeyRing {
+            entries: keys
+                .iter()
+                .map(|k| (Sha256::digest(k.key.as_bytes()).into(), k.role))
+                .collect(),
+        }
+    }
+
+    /// The role of a presented key, or `None`. Every entry is compared, in
+    /// constant time, whatever matches.
+    pub fn role_of(&self, presented: &str) -> Option<Role> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for (d, role) in &self.entries {
+            if bool::from(d.ct_eq(&digest)) {
+                found = Some(*role);
+            }
+        }
+        found
+    }
+}
+
+/// Development credentials as stored in `<data_dir>/dev-credentials.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DevCredentials {
+    /// Provider account SID.
+    pub twilio_account_sid: String,
+    /// Provider auth token.
+    pub twilio_auth_token: String,
+    /// `role:key` pairs.
+    pub api_keys: String,
+    /// Flow-token secret.
+    pub token_secret: String,
+}
+
+/// The resolved secrets of a running server.
+#[derive(Clone)]
+pub struct Credentials {
+    /// Provider account SID.
+    pub twilio_account_sid: String,
+    /// Provider auth token.
+    pub twilio_auth_token: String,
+    /// API keys.
+    pub api_keys: Vec<ApiKey>,
+    /// Flow-token secret.
+    pub token_secret: String,
+    /// Which settings were filled from the development file.
+    pub from_dev_file: Vec<&'static str>,
+}
+
+/// What happened to the development credentials file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DevFile {
+    /// Not needed: every secret was configured.
+    NotUsed,
+    /// Read from an earlier start.
+    Loaded(PathBuf),
+    /// Written now; its contents must be shown once.
+    Generated(PathBuf),
+}
+
+/// Path of the development credentials file in `data_dir`.
+pub fn dev_credentials_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("dev-credentials.toml")
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Reads `<data_dir>/dev-credentials.toml`, or `None` when there is none.
+pub fn read_dev_credentials(data_dir: &Path) -> anyhow::Result<Option<DevCredentials>> {
+    let path = dev_credentials_path(data_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is damaged ({e}); delete it to generate new development credentials",
+                path.display()
+            )
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Fills every unset secret from the development file, generating the file
+/// on first use. In production any secret from that file is refused.
+pub fn resolve(config: &Config) -> anyhow::Result<(Credentials, DevFile)> {
+    let s = &config.secrets;
+    let all_set = s.twilio_account_sid.is_some()
+        && s.twilio_auth_token.is_some()
+        && s.api_keys.is_some()
+        && s.token_secret.is_some();
+    if config.environment == Environment::Production {
+        let mut missing = Vec::new();
+        if s.twilio_account_sid.is_none() {
+            missing.push("CALLPROOF_TWILIO_ACCOUNT_SID");
+        }
+        if s.twilio_auth_token.is_none() {
+            missing.push("CALLPROOF_TWILIO_AUTH_TOKEN");
+        }
+        if s.api_keys.is_none() {
+            missing.push("CALLPROOF_API_KEYS");
+        }
+        if s.token_secret.is_none() {
+            missing.push("CALLPROOF_TOKEN_SECRET");
+        }
+        if !missing.is_empty() {
+            anyhow::bail!(
+                "production refuses development credentials: set {} (development credentials are generated only outside production)",
+                missing.join(", ")
+            );
+        }
+        if config.public_url.is_none() {
+            anyhow::bail!("production needs CALLPROOF_PUBLIC_URL: the https URL your telephony provider calls, because webhook signatures are checked against it");
+        }
+    }
+    let (dev, file) = if all_set {
+        (None, DevFile::NotUsed)
+    } else {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create data directory {}: {e}",
+                config.data_dir.display()
+            )
+        })?;
+        let path = dev_credentials_path(&config.data_dir);
+        match read_dev_credentials(&config.data_dir)? {
+            Some(d) => (Some(d), DevFile::Loaded(path)),
+            None => {
+                let d = DevCredentials {
+                    twilio_account_sid: format!("AC{}", random_hex(16)),
+                    twilio_auth_token: random_hex(16),
+                    api_keys: format!(
+                        "agent:agent-{},compliance:compliance-{},admin:admin-{}",
+                        random_hex(12),
+                        random_hex(12),
+                        random_hex(12)
+                    ),
+                    token_secret: random_hex(32),
+                };
+                write_private(&path, &toml::to_string(&d)?)?;
+                (Some(d), DevFile::Generated(path))
+            }
+        }
+    };
+    let mut from_dev = Vec::new();
+    let mut pick =
+        |set: &Option<String>, name: &'static str, dev_value: Option<&String>| -> String {
+            match (set, dev_value) {
+                (Some(v), _) => v.clone(),
+                (None, Some(d)) => {
+                    from_dev.push(name);
+                    d.clone()
+                }
+                (None, None) => String::new(),
+            }
+        };
+    let sid = pick(
+        &s.twilio_account_sid,
+        "twilio_account_sid",
+        dev.as_ref().map(|d| &d.twilio_account_sid),
+    );
+    let token = pick(
+        &s.twilio_auth_token,
+        "twilio_auth_token",
+        dev.as_ref().map(|d| &d.twilio_auth_token),
+    );
+    let secret = pick(
+        &s.token_secret,
+        "token_secret",
+        dev.as_ref().map(|d| &d.token_secret),
+    );
+    let api_keys = match (&s.api_keys, &dev) {
+        (Some(k), _) => k.clone(),
+        (None, Some(d)) => {
+            from_dev.push("api_keys");
+            ApiKey::parse_list(&d.api_keys)
+                .map_err(|e| anyhow::anyhow!("dev-credentials.toml api_keys: {e}"))?
+        }
+        (None, None) => Vec::new(),
+    };
+    Ok((
+        Credentials {
+            twilio_account_sid: sid,
+            twilio_auth_token: token,
+            api_keys,
+            token_secret: secret,
+            from_dev_file: from_dev,
+        },
+        file,
+    ))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_lists_parse_with_roles() {
+        let keys =
+            ApiKey::parse_list("agent:aaaaaaaaaaaaaaaa, compliance:bbbbbbbbbbbbbbbb").unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[1].role, Role::Compliance);
+    }
+
+    #[test]
+    fn bad_key_lists_say_which_item_is_wrong() {
+        assert!(ApiKey::parse_list("agent:short")
+            .unwrap_err()
+            .contains("item 1"));
+        assert!(
+            ApiKey::parse_list("agent:aaaaaaaaaaaaaaaa,boss:bbbbbbbbbbbbbbbb")
+                .unwrap_err()
+                .contains("item 2")
+        );
+        assert!(ApiKey::parse_list("").is_err());
+    }
+
+    #[test]
+    fn the_key_ring_finds_roles_and_refuses_strangers() {
+        let ring = KeyRing::new(
+            &ApiKey::parse_list("agent:aaaaaaaaaaaaaaaa,admin:cccccccccccccccc").unwrap(),
+        );
+        assert_eq!(ring.role_of("aaaaaaaaaaaaaaaa"), Some(Role::Agent));
+        assert_eq!(ring.role_of("cccccccccccccccc"), Some(Role::Admin));
+        assert_eq!(ring.role_of("aaaaaaaaaaaaaaab"), None);
+    }
+
+    #[test]
+    fn admin_may_do_everything_and_others_only_their_own() {
+        assert!(Role::Admin.may(Role::Compliance));
+        assert!(!Role::Agent.may(Role::Compliance));
+        assert!(Role::Compliance.may(Role::Compliance));
+    }
+
+    #[test]
+    fn development_credentials_are_generated_once_and_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = vec![(
+            "CALLPROOF_DATA_DIR".to_string(),
+            dir.path().display().to_string(),
+        )];
+        let config = Config::load(None, &env, &[]).unwrap();
+        let (first, file) = resolve(&config).unwrap();
+        assert!(matches!(file, DevFile::Generated(_)));
+        let (second, file) = resolve(&config).unwrap();
+        assert!(matches!(file, DevFile::Loaded(_)));
+        assert_eq!(first.twilio_auth_token, second.twilio_auth_token);
+        assert_eq!(first.api_keys.len(), 3);
+        assert!(first.from_dev_file.contains(&"token_secret"));
+    }
+
+    #[test]
+    fn production_refuses_development_credentials_and_a_missing_public_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = vec![
+            (
+                "CALLPROOF_DATA_DIR".to_string(),
+                dir.path().display().to_string(),
+            ),
+            ("CALLPROOF_ENV".to_string(), "production".to_string()),
+        ];
+        let err = resolve(&Config::load(None, &base, &[]).unwrap())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("CALLPROOF_TWILIO_AUTH_TOKEN"), "{err}");
+        let mut full = base.clone();
+        full.extend([
+            (
+                "CALLPROOF_TWILIO_ACCOUNT_SID".to_string(),
+                "AC0".to_string(),
+            ),
+            ("CALLPROOF_TWILIO_AUTH_TOKEN".to_string(), "t".repeat(32)),
+            (
+                "CALLPROOF_API_KEYS".to_string(),
+                format!("agent:{}", "k".repeat(20)),
+            ),
+            ("CALLPROOF_TOKEN_SECRET".to_string(), "s".repeat(40)),
+        ]);
+        let err = resolve(&Config::load(None, &full, &[]).unwrap())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("CALLPROOF_PUBLIC_URL"), "{err}");
+        full.push((
+            "CALLPROOF_PUBLIC_URL".to_string(),
+            "https://cp.example.com".to_string(),
+        ));
+        let (creds, file) = resolve(&Config::load(None, &full, &[]).unwrap()).unwrap();
+        assert_eq!(file, DevFile::NotUsed);
+        assert!(creds.from_dev_file.is_empty());
+        assert!(!dev_credentials_path(dir.path()).exists());
+    }
+}

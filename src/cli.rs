@@ -1,0 +1,317 @@
+//! The command line: `serve`, `simulate` and `consent classify`, their flags,
+//! and the glue from flags to the library. `main.rs` only calls [`main`].
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::auth::{self, DevFile};
+use crate::config::{settings_help, Config, LogFormat};
+use crate::domain::{ChangeKind, Locale};
+use crate::flow::consent::{Classifier, DEFAULT_MIN_CONFIDENCE};
+use crate::server::{shutdown_signal, Application};
+use crate::simulate::{self, Answer, Simulation};
+
+/// callproof: confirm account changes by phone and keep the call as proof.
+#[derive(Debug, Parser)]
+#[command(name = "callproof", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the webhook and API server.
+    Serve(ServeArgs),
+    /// Play the telephony provider against a running server: place one confirmation call.
+    Simulate(SimulateArgs),
+    /// Check how the server would understand callers' answers.
+    Consent {
+        #[command(subcommand)]
+        command: ConsentCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Configuration file [default: ./callproof.toml when it exists].
+    #[arg(long, env = "CALLPROOF_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (setting listen).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory (setting data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Public base URL (setting public_url).
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Production mode: refuse development credentials, require a public URL.
+    #[arg(long)]
+    production: bool,
+}
+
+#[derive(Debug, Args)]
+struct SimulateArgs {
+    /// The transfer_url from POST /v1/confirmations.
+    transfer_url: String,
+    /// An answer to the next question, in order: `press:1` (or `1`), `say:yes I confirm`
+    /// (or just the words), `say:yes@0.4` with a confidence, `silence`, `hangup`.
+    /// When they run out the simulator asks the terminal, or hangs up without one.
+    #[arg(long = "answer", short = 'a')]
+    answers: Vec<String>,
+    /// Recording to serve (WAV or MP3) [default: a generated 3-second tone].
+    #[arg(long)]
+    recording: Option<PathBuf>,
+    /// Provider auth token that signs webhooks [default: from the data directory's development credentials].
+    #[arg(long, env = "CALLPROOF_TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+    /// Provider account SID [default: from the development credentials].
+    #[arg(long, env = "CALLPROOF_TWILIO_ACCOUNT_SID")]
+    account_sid: Option<String>,
+    /// Data directory holding dev-credentials.toml.
+    #[arg(long, env = "CALLPROOF_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Call status callback URL [default: the transfer URL's origin + /voice/status].
+    #[arg(long)]
+    status_callback: Option<String>,
+    /// Caller number.
+    #[arg(long, default_value = "+15551230001")]
+    from: String,
+    /// Called number.
+    #[arg(long, default_value = "+15557654321")]
+    to: String,
+    /// Seconds to keep serving the recording after the call, until the server fetches it.
+    #[arg(long, default_value_t = 0)]
+    linger_secs: u64,
+    /// Never ask the terminal; hang up when the scripted answers run out.
+    #[arg(long)]
+    no_input: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConsentCommand {
+    /// Read `transcript<TAB>confidence` lines on stdin; print one label per line
+    /// (affirm, deny, repeat, agent, unclear; `invalid` for a line that cannot be read).
+    Classify {
+        /// Locale of the call: en-US or es-US.
+        #[arg(long, default_value = "en-US")]
+        locale: String,
+        /// Kind of change: termination, contact, billing, security, plan,
+        /// communication, access, or `update` for any update kind.
+        #[arg(long, default_value = "termination")]
+        kind: String,
+        /// Lowest speech confidence taken as an answer.
+        #[arg(long, default_value_t = DEFAULT_MIN_CONFIDENCE)]
+        min_confidence: f32,
+    },
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let command = Cli::command().mut_subcommand("serve", |c| c.after_long_help(settings_help()));
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let result = match cli.command {
+        Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve(args))),
+        Command::Simulate(args) => runtime().and_then(|rt| rt.block_on(simulate_cmd(args))),
+        Command::Consent {
+            command:
+                ConsentCommand::Classify {
+                    locale,
+                    kind,
+                    min_confidence,
+                },
+        } => classify(&locale, &kind, min_confidence),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CALLPROOF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn env_settings() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("CALLPROOF_") && k != "CALLPROOF_LOG")
+        .collect()
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut flags: Vec<(&str, String)> = Vec::new();
+    if let Some(l) = args.listen {
+        flags.push(("listen", l));
+    }
+    if let Some(d) = args.data_dir {
+        flags.push(("data_dir", d.display().to_string()));
+    }
+    if let Some(u) = args.public_url {
+        flags.push(("public_url", u));
+    }
+    if args.production {
+        flags.push(("environment", "production".into()));
+    }
+    let config = Config::load(args.config.as_deref(), &env_settings(), &flags)?;
+    init_logging(config.log_format);
+    let app = Application::build(config).await?;
+    match app.dev_file() {
+        DevFile::Generated(path) => print_dev_credentials(path)?,
+        DevFile::Loaded(path) => {
+            tracing::warn!(file = %path.display(), "using development credentials; never use them with real callers")
+        }
+        DevFile::NotUsed => {}
+    }
+    tracing::info!(address = %app.address(), public_url = %app.public_base(), "listening");
+    app.run_until(shutdown_signal())
+        .await
+        .context("the server stopped with an error")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_dev_credentials(path: &std::path::Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let rule = "=".repeat(78);
+    eprintln!("{rule}");
+    eprintln!(
+        "WARNING: development credentials were generated and saved to {}",
+        path.display()
+    );
+    eprintln!("They are shown only this once. Use them on this machine only, never with real");
+    eprintln!("callers; production (CALLPROOF_ENV=production) refuses them.");
+    eprintln!();
+    for line in text.lines() {
+        eprintln!("  {line}");
+    }
+    eprintln!("{rule}");
+    Ok(())
+}
+
+async fn simulate_cmd(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    simulate::check_url(&args.transfer_url)?;
+    let dev = auth::read_dev_credentials(&args.data_dir)?;
+    let auth_token = args
+        .auth_token
+        .or_else(|| dev.as_ref().map(|d| d.twilio_auth_token.clone()))
+        .with_context(|| {
+            format!(
+                "no auth token: pass --auth-token or CALLPROOF_TWILIO_AUTH_TOKEN, or --data-dir where {} is",
+                auth::dev_credentials_path(&args.data_dir).display()
+            )
+        })?;
+    let account_sid = args
+        .account_sid
+        .or_else(|| dev.as_ref().map(|d| d.twilio_account_sid.clone()))
+        .unwrap_or_else(|| "AC00000000000000000000000000000000".into());
+    let answers = args
+        .answers
+        .iter()
+        .map(|a| {
+            a.parse::<Answer>()
+                .map_err(|e| anyhow::anyhow!("--answer {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let recording = match &args.recording {
+        Some(p) => {
+            Some(bytes::Bytes::from(std::fs::read(p).with_context(|| {
+                format!("cannot read recording {}", p.display())
+            })?))
+        }
+        None => None,
+    };
+    let sim = Simulation {
+        transfer_url: args.transfer_url,
+        account_sid,
+        auth_token,
+        status_callback: args.status_callback,
+        answers,
+        interactive: !args.no_input && simulate::interactive_default(),
+        recording,
+        from: args.from,
+        to: args.to,
+        linger: Duration::from_secs(args.linger_secs),
+    };
+    let report = simulate::run(&sim, &mut |line| println!("{line}")).await?;
+    Ok(match report.end {
+        simulate::CallEnd::Refused(_) => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+fn classify(locale: &str, kind: &str, min_confidence: f32) -> anyhow::Result<ExitCode> {
+    let locale: Locale = locale
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--locale: {e}"))?;
+    let kind: ChangeKind = match kind {
+        "update" => ChangeKind::Contact,
+        k => k
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--kind: {e}, or update"))?,
+    };
+    if !(0.0..=1.0).contains(&min_confidence) {
+        anyhow::bail!("--min-confidence must be from 0 to 1");
+    }
+    let classifier = Classifier::new(min_confidence);
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut bad = 0usize;
+    for (n, line) in stdin.lock().lines().enumerate() {
+        let line = line.context("cannot read stdin as UTF-8 text")?;
+        let label = match line.split_once('\t') {
+            Some((transcript, conf)) => match conf.trim().parse::<f32>() {
+                Ok(c) if (0.0..=1.0).contains(&c) => classifier
+                    .classify_speech(transcript, Some(c), locale, kind)
+                    .to_string(),
+                _ => {
+                    eprintln!(
+                        "line {}: confidence {:?} is not a number from 0 to 1",
+                        n + 1,
+                        conf.trim()
+                    );
+                    bad += 1;
+                    "invalid".to_owned()
+                }
+            },
+            None => {
+                eprintln!("line {}: expected transcript<TAB>confidence", n + 1);
+                bad += 1;
+                "invalid".to_owned()
+            }
+        };
+        writeln!(out, "{label}").context("cannot write to stdout")?;
+    }
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,528 @@
+//! Settings: embedded defaults, then an optional `callproof.toml`, then
+//! `CALLPROOF_*` environment variables, then command-line flags, in that order.
+//!
+//! One table, [`SETTINGS`], names every setting once; the TOML keys, the
+//! environment names, the defaults and the `--help` text all come from it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::auth::ApiKey;
+use crate::domain::PhoneNumber;
+
+/// One setting: its TOML key, its environment variable, its default and what it does.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// Key in `callproof.toml`.
+    pub key: &'static str,
+    /// Environment variable.
+    pub env: &'static str,
+    /// Default, as text; `None` when unset by default.
+    pub default: Option<&'static str>,
+    /// One sentence for README and `--help`.
+    pub help: &'static str,
+}
+
+/// Every setting callproof reads.
+pub const SETTINGS: &[Setting] = &[
+    Setting { key: "listen", env: "CALLPROOF_LISTEN", default: Some("127.0.0.1:8080"), help: "Address and port the HTTP server listens on." },
+    Setting { key: "data_dir", env: "CALLPROOF_DATA_DIR", default: Some("./data"), help: "Directory for the local object store and the development credentials." },
+    Setting { key: "public_url", env: "CALLPROOF_PUBLIC_URL", default: None, help: "Base URL the telephony provider reaches this server at (e.g. https://callproof.example.com); webhook signatures are checked against it. Defaults to http://<listen address>; required in production." },
+    Setting { key: "environment", env: "CALLPROOF_ENV", default: Some("development"), help: "development or production. Production refuses development credentials and needs public_url." },
+    Setting { key: "twilio_account_sid", env: "CALLPROOF_TWILIO_ACCOUNT_SID", default: None, help: "Provider account SID, used to fetch recordings. Generated for development when unset." },
+    Setting { key: "twilio_auth_token", env: "CALLPROOF_TWILIO_AUTH_TOKEN", default: None, help: "Provider auth token: verifies X-Twilio-Signature on every webhook. Generated for development when unset." },
+    Setting { key: "api_keys", env: "CALLPROOF_API_KEYS", default: None, help: "Comma-separated role:key pairs, roles agent, compliance, admin (e.g. agent:k1,compliance:k2). Generated for development when unset." },
+    Setting { key: "token_secret", env: "CALLPROOF_TOKEN_SECRET", default: None, help: "Secret (at least 32 characters) that signs flow tokens in callback URLs; every instance must share it. Generated for development when unset." },
+    Setting { key: "agent_number", env: "CALLPROOF_AGENT_NUMBER", default: None, help: "E.164 number a caller is transferred to on request or after repeated misses; unset ends such calls as no_answer." },
+    Setting { key: "confirmation_ttl_secs", env: "CALLPROOF_CONFIRMATION_TTL_SECS", default: Some("1800"), help: "How long a confirmation request's transfer URL stays usable, in seconds." },
+    Setting { key: "flow_step_ttl_secs", env: "CALLPROOF_FLOW_STEP_TTL_SECS", default: Some("900"), help: "How long the token in one consent question's callback URL stays valid, in seconds." },
+    Setting { key: "recording_callback_ttl_secs", env: "CALLPROOF_RECORDING_CALLBACK_TTL_SECS", default: Some("86400"), help: "How long after the call starts its recording callback is accepted, in seconds." },
+    Setting { key: "gather_timeout_secs", env: "CALLPROOF_GATHER_TIMEOUT_SECS", default: Some("6"), help: "Seconds of silence after a question before it counts as no answer." },
+    Setting { key: "speech_min_confidence", env: "CALLPROOF_SPEECH_MIN_CONFIDENCE", default: Some("0.5"), help: "Speech recognised with lower confidence (0 to 1) is never taken as an answer." },
+    Setting { key: "max_body_bytes", env: "CALLPROOF_MAX_BODY_BYTES", default: Some("65536"), help: "Largest accepted request body, in bytes; larger ones get 413." },
+    Setting { key: "request_timeout_secs", env: "CALLPROOF_REQUEST_TIMEOUT_SECS", default: Some("15"), help: "Longest time one HTTP request may take, in seconds." },
+    Setting { key: "prompts_dir", env: "CALLPROOF_PROMPTS_DIR", default: None, help: "Directory of prompt templates (<locale>/<kind>.txt, <locale>/phrases.toml) replacing the built-in ones." },
+    Setting { key: "outcome_callback_attempts", env: "CALLPROOF_OUTCOME_CALLBACK_ATTEMPTS", default: Some("5"), help: "How many times an outcome is POSTed to a request's callback_url before giving up." },
+    Setting { key: "log_format", env: "CALLPROOF_LOG_FORMAT", default: Some("text"), help: "text for people, json for log pipelines." },
+];
+
+/// Where a setting's value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The embedded default.
+    Default,
+    /// The configuration file.
+    File(PathBuf),
+    /// An environment variable.
+    Env,
+    /// A command-line flag.
+    Flag,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(p) => write!(f, "file {}", p.display()),
+            Source::Env => f.write_str("environment"),
+            Source::Flag => f.write_str("command line"),
+        }
+    }
+}
+
+/// A setting that could not be read, said so the operator can fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+/// Development or production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// Laptop defaults; generated credentials allowed.
+    Development,
+    /// Real traffic; explicit credentials and a public URL required.
+    Production,
+}
+
+/// The secrets the server needs; any of them may be filled in from the
+/// development credentials file (see [`crate::auth::dev_credentials`]).
+#[derive(Clone)]
+pub struct Secrets {
+    /// Provider account SID.
+    pub twilio_account_sid: Option<String>,
+    /// Provider auth token.
+    pub twilio_auth_token: Option<String>,
+    /// API keys with their roles.
+    pub api_keys: Option<Vec<ApiKey>>,
+    /// Flow-token signing secret.
+    pub token_secret: Option<String>,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |b: bool| if b { "set" } else { "unset" };
+        f.debug_struct("Secrets")
+            .field("twilio_account_sid", &self.twilio_account_sid)
+            .field("twilio_auth_token", &set(self.twilio_auth_token.is_some()))
+            .field("api_keys", &set(self.api_keys.is_some()))
+            .field("token_secret", &set(self.token_secret.is_some()))
+            .finish()
+    }
+}
+
+/// Every setting, parsed.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// See [`SETTINGS`] for each field's meaning.
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub public_url: Option<String>,
+    pub environment: Environment,
+    pub secrets: Secrets,
+    pub agent_number: Option<PhoneNumber>,
+    pub confirmation_ttl_secs: u64,
+    pub flow_step_ttl_secs: u64,
+    pub recording_callback_ttl_secs: u64,
+    pub gather_timeout_secs: u32,
+    pub speech_min_confidence: f32,
+    pub max_body_bytes: usize,
+    pub request_timeout_secs: u64,
+    pub prompts_dir: Option<PathBuf>,
+    pub outcome_callback_attempts: u32,
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Raw layered values: key -> (text, source).
+type Layers = BTreeMap<&'static str, (String, Source)>;
+
+impl Config {
+    /// Reads the layers: defaults, the file (if `file` is given or
+    /// `./callproof.toml` exists), the `CALLPROOF_*` variables in `env`, then `flags`.
+    pub fn load(
+        file: Option<&Path>,
+        env: &[(String, String)],
+        flags: &[(&str, String)],
+    ) -> Result<Config, ConfigError> {
+        let mut layers: Layers = BTreeMap::new();
+        for s in SETTINGS {
+            if let Some(d) = s.default {
+                layers.insert(s.key, (d.to_owned(), Source::Default));
+            }
+        }
+        let default_file = Path::new("callproof.toml");
+        let file = match file {
+            Some(f) => Some(f.to_path_buf()),
+            None if default_file.exists() => Some(default_file.to_path_buf()),
+            None => None,
+        };
+        if let Some(path) = file {
+            read_file_layer(&path, &mut layers)?;
+        }
+        for (name, value) in env {
+            if name == "CALLPROOF_CONFIG" || !name.starts_with("CALLPROOF_") {
+                continue;
+            }
+            let setting = SETTINGS.iter().find(|s| s.env == name).ok_or_else(|| {
+                ConfigError(format!(
+                    "unknown setting {name} in the environment: see `callproof serve --help` for the list"
+                ))
+            })?;
+            layers.insert(setting.key, (value.clone(), Source::Env));
+        }
+        for (key, value) in flags {
+            let setting = SETTINGS
+                .iter()
+                .find(|s| s.key == *key)
+                .ok_or_else(|| ConfigError(format!("unknown setting {key}")))?;
+            layers.insert(setting.key, (value.clone(), Source::Flag));
+        }
+        Config::from_layers(&layers)
+    }
+
+    fn from_layers(l: &Layers) -> Result<Config, ConfigError> {
+        let environment = match get(l, "environment").map(|(v, s)| (v.as_str(), s)) {
+            Some(("development", _)) | None => Environment::Development,
+            Some(("production", _)) => Environment::Production,
+            Some((other, src)) => {
+                return Err(bad(
+                    "environment",
+                    other,
+                    src,
+                    "use development or production",
+                ))
+            }
+        };
+        let log_format = match get(l, "log_format").map(|(v, s)| (v.as_str(), s)) {
+            Some(("text", _)) | None => LogFormat::Text,
+            Some(("json", _)) => LogFormat::Json,
+            Some((other, src)) => return Err(bad("log_format", other, src, "use text or json")),
+        };
+        let public_url = match get(l, "public_url") {
+            None => None,
+            Some((v, src)) => {
+                Some(parse_public_url(v).map_err(|why| bad("public_url", v, src, &why))?)
+            }
+        };
+        let api_keys = match get(l, "api_keys") {
+            None => None,
+            Some((v, src)) => {
+                Some(ApiKey::parse_list(v).map_err(|why| bad("api_keys", "<hidden>", src, &why))?)
+            }
+        };
+        let token_secret = match get(l, "token_secret") {
+            None => None,
+            Some((v, src)) if v.len() < 32 => {
+                return Err(bad(
+                    "token_secret",
+                    "<hidden>",
+                    src,
+                    "use at least 32 characters",
+                ))
+            }
+            Some((v, _)) => Some(v.clone()),
+        };
+        let speech_min_confidence: f32 = parsed(l, "speech_min_confidence")?;
+        if !(0.0..=1.0).contains(&speech_min_confidence) {
+            let (v, src) = get(l, "speech_min_confidence")
+                .ok_or_else(|| ConfigError("speech_min_confidence missing".into()))?;
+            return Err(bad(
+                "speech_min_confidence",
+                v,
+                src,
+                "use a number from 0 to 1",
+            ));
+        }
+        Ok(Config {
+            listen: parsed(l, "listen")?,
+            data_dir: PathBuf::from(required(l, "data_dir")?),
+            public_url,
+            environment,
+            secrets: Secrets {
+                twilio_account_sid: get(l, "twilio_account_sid").map(|(v, _)| v.clone()),
+                twilio_auth_token: get(l, "twilio_auth_token").map(|(v, _)| v.clone()),
+                api_keys,
+                token_secret,
+            },
+            agent_number: match get(l, "agent_number") {
+                None => None,
+                Some((v, src)) => Some(
+                    v.parse()
+                        .map_err(|why: String| bad("agent_number", v, src, &why))?,
+                ),
+            },
+            confirmation_ttl_secs: positive(l, "confirmation_ttl_secs")?,
+            flow_step_ttl_secs: positive(l, "flow_step_ttl_secs")?,
+            recording_callback_ttl_secs: positive(l, "recording_callback_ttl_secs")?,
+            gather_timeout_secs: positive(l, "gather_timeout_secs")?,
+            speech_min_confidence,
+            max_body_bytes: positive(l, "max_body_bytes")?,
+            request_timeout_secs: positive(l, "request_timeout_secs")?,
+            prompts_dir: get(l, "prompts_dir").map(|(v, _)| PathBuf::from(v)),
+            outcome_callback_attempts: positive(l, "outcome_callback_attempts")?,
+            log_format,
+        })
+    }
+
+    /// The public base URL without a trailing slash: the configured one, or
+    /// `http://` plus the address the server actually bound.
+    pub fn public_base(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(u) => u.clone(),
+            None => format!("http://{bound}"),
+        }
+    }
+}
+
+fn get<'a>(l: &'a Layers, key: &str) -> Option<(&'a String, &'a Source)> {
+    l.get(key)
+        .map(|(v, s)| (v, s))
+        .filter(|(v, _)| !v.is_empty())
+}
+
+fn env_of(key: &str) -> &'static str {
+    SETTINGS
+        .iter()
+        .find(|s| s.key == key)
+        .map(|s| s.env)
+        .unwrap_or("?")
+}
+
+fn bad(key: &str, value: &str, src: &Source, why: &str) -> ConfigError {
+    ConfigError(format!(
+        "setting {key} ({}) from {src} has the value {value:?}: {why}",
+        env_of(key)
+    ))
+}
+
+fn required<'a>(l: &'a Layers, key: &str) -> Result<&'a String, ConfigError> {
+    get(l, key).map(|(v, _)| v).ok_or_else(|| {
+        ConfigError(format!(
+            "setting {key} ({}) is empty: give it a value",
+            env_of(key)
+        ))
+    })
+}
+
+fn parsed<T: std::str::FromStr>(l: &Layers, key: &str) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    let v = required(l, key)?;
+    let src = &l[key].1;
+    v.trim()
+        .parse()
+        .map_err(|e: T::Err| bad(key, v, src, &e.to_string()))
+}
+
+fn positive<T>(l: &Layers, key: &str) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + Default,
+    T::Err: fmt::Display,
+{
+    let n: T = parsed(l, key)?;
+    if n <= T::default() {
+        return Err(bad(key, &l[key].0, &l[key].1, "use a whole number above 0"));
+    }
+    Ok(n)
+}
+
+fn parse_public_url(v: &str) -> Result<String, String> {
+    let trimmed = v.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"))
+        .ok_or("use an http:// or https:// URL, like https://callproof.example.com")?;
+    if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+        return Err(
+            "use a base URL with a host and no query, like https://callproof.example.com".into(),
+        );
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn read_file_layer(path: &Path, layers: &mut Layers) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "cannot read configuration file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let table: toml::Table = text.parse().map_err(|e| {
+        ConfigError(format!(
+            "configuration file {} is not valid TOML: {e}",
+            path.display()
+        ))
+    })?;
+    for (key, value) in table {
+        let setting = SETTINGS.iter().find(|s| s.key == key).ok_or_else(|| {
+            ConfigError(format!(
+                "unknown setting {key:?} in {}: see `callproof serve --help` for the list",
+                path.display()
+            ))
+        })?;
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned).ok_or(()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| {
+                    ConfigError(format!(
+                        "setting {key} in {}: a list holds only strings",
+                        path.display()
+                    ))
+                })?
+                .join(","),
+            other => {
+                return Err(ConfigError(format!(
+                    "setting {key} in {} has a {} value: use a string or number",
+                    path.display(),
+                    other.type_str()
+                )))
+            }
+        };
+        layers.insert(setting.key, (text, Source::File(path.to_path_buf())));
+    }
+    Ok(())
+}
+
+/// The settings table as text for `--help` and README.
+pub fn settings_help() -> String {
+    let mut out = String::from(
+        "Settings (callproof.toml key / environment variable, default): later layers win: defaults, callproof.toml, environment, flags.\n",
+    );
+    for s in SETTINGS {
+        out.push_str(&format!(
+            "\n  {} / {} [default: {}]\n      {}\n",
+            s.key,
+            s.env,
+            s.default.unwrap_or("unset"),
+            s.help
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_embedded_defaults_make_a_working_config() {
+        let c = Config::load(None, &[], &[]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.environment, Environment::Development);
+        assert!(c.public_url.is_none());
+    }
+
+    #[test]
+    fn the_file_overrides_defaults_and_the_environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("callproof.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\ngather_timeout_secs = 8\napi_keys = [\"agent:a-key-of-enough-length\"]\n").unwrap();
+        let c = Config::load(
+            Some(&path),
+            &env(&[("CALLPROOF_LISTEN", "127.0.0.1:9100")]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert_eq!(c.gather_timeout_secs, 8);
+        assert_eq!(
+            c.secrets.api_keys.unwrap()[0].role,
+            crate::auth::Role::Agent
+        );
+    }
+
+    #[test]
+    fn flags_override_the_environment() {
+        let c = Config::load(
+            None,
+            &env(&[("CALLPROOF_DATA_DIR", "/a")]),
+            &[("data_dir", "/b".into())],
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/b"));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_setting_the_source_and_the_fix() {
+        let err = Config::load(None, &env(&[("CALLPROOF_LISTEN", "nowhere")]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("CALLPROOF_LISTEN") && err.contains("environment"),
+            "{err}"
+        );
+        let err = Config::load(None, &env(&[("CALLPROOF_PUBLIC_URL", "ftp://x")]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("https://"), "{err}");
+    }
+
+    #[test]
+    fn a_misspelt_variable_or_key_is_refused() {
+        let err = Config::load(None, &env(&[("CALLPROOF_LISTNE", "x")]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CALLPROOF_LISTNE"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "lisen = 1\n").unwrap();
+        assert!(Config::load(Some(&path), &[], &[]).is_err());
+    }
+
+    #[test]
+    fn a_short_token_secret_is_refused_without_echoing_it() {
+        let err = Config::load(
+            None,
+            &env(&[("CALLPROOF_TOKEN_SECRET", "short-secret")]),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("short-secret") && err.contains("32"), "{err}");
+    }
+
+    #[test]
+    fn every_setting_has_a_distinct_env_name_that_matches_its_key() {
+        for s in SETTINGS {
+            assert!(s.env.starts_with("CALLPROOF_"), "{}", s.env);
+        }
+        let mut envs: Vec<_> = SETTINGS.iter().map(|s| s.env).collect();
+        envs.sort();
+        envs.dedup();
+        assert_eq!(envs.len(), SETTINGS.len());
+    }
+
+    #[test]
+    fn the_public_base_defaults_to_the_bound_address() {
+        let c = Config::load(None, &[], &[]).unwrap();
+        assert_eq!(
+            c.public_base("127.0.0.1:4321".parse().unwrap()),
+            "http://127.0.0.1:4321"
+        );
+    }
+}

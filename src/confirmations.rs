@@ -1,0 +1,431 @@
+//! Confirmation requests and the facts of their calls, kept as write-once
+//! objects: request, call claim, one consent event per question, one outcome.
+//!
+//! Status is derived from which facts exist, never stored, so two instances
+//! can never disagree about it and a replayed webhook can never add a fact twice.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::domain::{
+    ChangeItem, ChangeKind, ConfirmationId, ConfirmationNumber, Locale, PhoneNumber,
+};
+use crate::flow::consent::ConsentLabel;
+use crate::store::{ObjectKey, ObjectStore, StoreError};
+
+/// The customer the confirmation is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    /// Name as the agent gave it; spoken in the greeting.
+    pub name: String,
+    /// The customer's phone number.
+    pub phone: PhoneNumber,
+}
+
+/// A confirmation request as an agent created it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmationRequest {
+    /// Server-made id.
+    pub id: ConfirmationId,
+    /// The number the caller hears on consent.
+    pub confirmation_number: ConfirmationNumber,
+    /// The customer's account in the client's systems.
+    pub account_id: String,
+    /// What the change is.
+    pub kind: ChangeKind,
+    /// The changed fields; sensitive values are already masked.
+    pub change: Vec<ChangeItem>,
+    /// Who is asked.
+    pub customer: Customer,
+    /// The agent who asked.
+    pub agent_id: String,
+    /// Language of the call.
+    pub locale: Locale,
+    /// Where the outcome is POSTed, if anywhere.
+    pub callback_url: Option<String>,
+    /// When the request was made.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// After this the transfer URL no longer starts a call.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// The call that took the request: the first call to reach the transfer URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallClaim {
+    /// Provider's call id.
+    pub call_sid: String,
+    /// Caller number, masked.
+    pub from_masked: Option<String>,
+    /// When the flow started.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+}
+
+/// How the caller answered one question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    /// Keypad digits.
+    Dtmf,
+    /// A speech transcript.
+    Speech,
+    /// Nothing before the timeout.
+    None,
+}
+
+/// One answer to one consent question: the evidence of what was asked and heard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsentEvent {
+    /// Question number within the call, from 0.
+    pub step: u32,
+    /// Exactly what the caller heard before answering.
+    pub question: String,
+    /// Which inputs the question accepted: `dtmf speech` or `dtmf`.
+    pub accepted_input: String,
+    /// How the caller answered.
+    pub input_type: InputType,
+    /// Keypad digits, if any.
+    pub digits: Option<String>,
+    /// Speech transcript, if any.
+    pub transcript: Option<String>,
+    /// Recogniser confidence for the transcript.
+    pub confidence: Option<f32>,
+    /// How callproof understood the answer.
+    pub label: ConsentLabel,
+    /// The call it was given on.
+    pub call_sid: String,
+    /// When the answer arrived.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// How a confirmation call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The caller consented.
+    Confirmed,
+    /// The caller refused.
+    Declined,
+    /// No usable answer after every retry.
+    NoAnswer,
+    /// The caller went to a human agent.
+    TransferredToAgent,
+    /// The caller hung up before answering.
+    Abandoned,
+}
+
+/// The final fact of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeFact {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The call it ended on.
+    pub call_sid: Option<String>,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// Where a request stands, derived from its facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Created, no call yet.
+    Pending,
+    /// A call is in the flow.
+    InProgress,
+    /// See [`Outcome::Confirmed`].
+    Confirmed,
+    /// See [`Outcome::Declined`].
+    Declined,
+    /// See [`Outcome::NoAnswer`].
+    NoAnswer,
+    /// See [`Outcome::TransferredToAgent`].
+    TransferredToAgent,
+    /// See [`Outcome::Abandoned`].
+    Abandoned,
+    /// No call came before `expires_at`.
+    Expired,
+}
+
+impl From<Outcome> for Status {
+    fn from(o: Outcome) -> Status {
+        match o {
+            Outcome::Confirmed => Status::Confirmed,
+            Outcome::Declined => Status::Declined,
+            Outcome::NoAnswer => Status::NoAnswer,
+            Outcome::TransferredToAgent => Status::TransferredToAgent,
+            Outcome::Abandoned => Status::Abandoned,
+        }
+    }
+}
+
+/// A request with every fact known about it.
+#[derive(Debug, Clone)]
+pub struct ConfirmationView {
+    /// The request.
+    pub request: ConfirmationRequest,
+    /// The call that took it.
+    pub call: Option<CallClaim>,
+    /// Answers in question order.
+    pub events: Vec<ConsentEvent>,
+    /// The end, if reached.
+    pub outcome: Option<OutcomeFact>,
+}
+
+impl ConfirmationView {
+    /// The status at `now`.
+    pub fn status(&self, now: OffsetDateTime) -> Status {
+        match (&self.outcome, &self.call) {
+            (Some(o), _) => o.outcome.into(),
+            (None, Some(_)) => Status::InProgress,
+            (None, None) if now >= self.request.expires_at => Status::Expired,
+            (None, None) => Status::Pending,
+        }
+    }
+}
+
+/// The result of a write-once fact: ours, or the one already there.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Written<T> {
+    /// Our fact was stored.
+    New(T),
+    /// Another fact was there first; it is returned and ours was dropped.
+    Existing(T),
+}
+
+impl<T> Written<T> {
+    /// The fact now stored, whoever wrote it.
+    pub fn into_inner(self) -> T {
+        match self {
+            Written::New(t) | Written::Existing(t) => t,
+        }
+    }
+}
+
+/// Failure of the repository: the store failed or holds something unreadable.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored object does not parse: a bug or damage, named by key.
+    #[error("stored object {key} is unreadable: {reason}")]
+    Corrupt {
+        /// The object.
+        key: String,
+        /// The parse error.
+        reason: String,
+    },
+}
+
+/// Request and call facts over an [`ObjectStore`].
+#[derive(Clone)]
+pub struct Confirmations {
+    store: Arc<dyn ObjectStore>,
+}
+
+fn key(s: String) -> ObjectKey {
+    // Every key here is built from server-made ids and hex digests, which
+    // always form valid keys; a failure is a programming error.
+    ObjectKey::new(s).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Hex SHA-256 of provider-given text, so provider ids never become paths.
+pub fn digest_id(text: &str) -> String {
+    hex::encode(&Sha256::digest(text.as_bytes())[..20])
+}
+
+impl Confirmations {
+    /// A repository over `store`.
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Confirmations { store }
+    }
+
+    fn prefix(id: &ConfirmationId) -> String {
+        format!("confirmations/{id}/")
+    }
+
+    async fn create<T: Serialize>(&self, k: ObjectKey, value: &T) -> Result<bool, RepoError> {
+        let bytes = serde_json::to_vec_pretty(value).map_err(|e| RepoError::Corrupt {
+            key: k.to_string(),
+            reason: e.to_string(),
+        })?;
+        match self.store.create(&k, Bytes::from(bytes)).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::AlreadyExists(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn read<T: for<'de> Deserialize<'de>>(
+        &self,
+        k: &ObjectKey,
+    ) -> Result<Option<T>, RepoError> {
+        match self.store.get(k).await? {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| RepoError::Corrupt {
+                    key: k.to_string(),
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    /// Creates a write-once fact, or returns the one already there.
+    async fn create_or_existing<T>(&self, k: ObjectKey, value: T) -> Result<Written<T>, RepoError>
+    where
+        T: Serialize + for<'de> Deserialize<'de>,
+    {
+        if self.create(k.clone(), &value).await? {
+            return Ok(Written::New(value));
+        }
+        let existing = self.read(&k).await?.ok_or_else(|| RepoError::Corrupt {
+            key: k.to_string(),
+            reason: "reported as existing but not readable".into(),
+        })?;
+        Ok(Written::Existing(existing))
+    }
+
+    /// Stores a new request.
+    pub async fn create_request(&self, request: &ConfirmationRequest) -> Result<(), RepoError> {
+        let k = key(format!("{}request.json", Self::prefix(&request.id)));
+        if self.create(k.clone(), request).await? {
+            Ok(())
+        } else {
+            Err(StoreError::AlreadyExists(k).into())
+        }
+    }
+
+    /// The request alone, or `None`.
+    pub async fn request(
+        &self,
+        id: &ConfirmationId,
+    ) -> Result<Option<ConfirmationRequest>, RepoError> {
+        self.read(&key(format!("{}request.json", Self::prefix(id))))
+            .await
+    }
+
+    /// The request with every fact, or `None`.
+    pub async fn view(&self, id: &ConfirmationId) -> Result<Option<ConfirmationView>, RepoError> {
+        let Some(request) = self.request(id).await? else {
+            return Ok(None);
+        };
+        let p = Self::prefix(id);
+        let call = self.read(&key(format!("{p}call.json"))).await?;
+        let outcome = self.outcome(id).await?;
+        let mut events = Vec::new();
+        for k in self.store.list(&format!("{p}events/")).await? {
+            if let Some(e) = self.read::<ConsentEvent>(&k).await? {
+                events.push(e);
+            }
+        }
+        events.sort_by_key(|e| e.step);
+        Ok(Some(ConfirmationView {
+            request,
+            call,
+            events,
+            outcome,
+        }))
+    }
+
+    /// The outcome, if the request has one.
+    pub async fn outcome(&self, id: &ConfirmationId) -> Result<Option<OutcomeFact>, RepoError> {
+        self.read(&key(format!("{}outcome.json", Self::prefix(id))))
+            .await
+    }
+
+    /// Claims the request for a call; the first call wins for good.
+    pub async fn claim_call(
+        &self,
+        id: &ConfirmationId,
+        claim: CallClaim,
+    ) -> Result<Written<CallClaim>, RepoError> {
+        let written = self
+            .create_or_existing(key(format!("{}call.json", Self::prefix(id))), claim)
+            .await?;
+        if let Written::New(c) = &written {
+            let map = key(format!("calls/{}.json", digest_id(&c.call_sid)));
+            self.create(
+                map,
+                &CallMapping {
+                    confirmation_id: id.clone(),
+                },
+            )
+            .await?;
+        }
+        Ok(written)
+    }
+
+    /// The call that took the request, if any.
+    pub async fn call(&self, id: &ConfirmationId) -> Result<Option<CallClaim>, RepoError> {
+        self.read(&key(format!("{}call.json", Self::prefix(id))))
+            .await
+    }
+
+    /// The request a provider call id belongs to, if it entered the flow.
+    pub async fn by_call_sid(&self, call_sid: &str) -> Result<Option<ConfirmationId>, RepoError> {
+        let m: Option<CallMapping> = self
+            .read(&key(format!("calls/{}.json", digest_id(call_sid))))
+            .await?;
+        Ok(m.map(|m| m.confirmation_id))
+    }
+
+    /// Records the answer to question `event.step`; a replay gets the first answer back.
+    pub async fn add_event(
+        &self,
+        id: &ConfirmationId,
+        event: ConsentEvent,
+    ) -> Result<Written<ConsentEvent>, RepoError> {
+        let k = key(format!("{}events/{:04}.json", Self::prefix(id), event.step));
+        self.create_or_existing(k, event).await
+    }
+
+    /// The answer to question `step`, if one was stored.
+    pub async fn event(
+        &self,
+        id: &ConfirmationId,
+        step: u32,
+    ) -> Result<Option<ConsentEvent>, RepoError> {
+        self.read(&key(format!("{}events/{step:04}.json", Self::prefix(id))))
+            .await
+    }
+
+    /// Sets the outcome once; a later attempt gets the first outcome back.
+    pub async fn set_outcome(
+        &self,
+        id: &ConfirmationId,
+        fact: OutcomeFact,
+    ) -> Result<Written<OutcomeFact>, RepoError> {
+        self.create_or_existing(key(format!("{}outcome.json", Self::prefix(id))), fact)
+            .await
+    }
+
+    /// Keeps a recording callback's facts, once per recording.
+    pub async fn add_recording_notice(
+        &self,
+        id: &ConfirmationId,
+        recording_sid: &str,
+        notice: &serde_json::Value,
+    ) -> Result<bool, RepoError> {
+        let k = key(format!(
+            "{}recordings/{}.json",
+            Self::prefix(id),
+            digest_id(recording_sid)
+        ));
+        self.create(k, notice).await
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CallMapping {
+    confirmation_id: ConfirmationId,
+}

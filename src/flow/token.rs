@@ -1,0 +1,249 @@
+//! Flow state between webhooks, carried in callback URLs as a short signed,
+//! expiring token, so any instance can answer any webhook with no call memory.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use time::OffsetDateTime;
+
+use crate::domain::ConfirmationId;
+
+/// What a token may be used for; a token is refused anywhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Purpose {
+    /// The transfer URL that starts the flow.
+    #[serde(rename = "s")]
+    Start,
+    /// The action of one consent question.
+    #[serde(rename = "a")]
+    Answer,
+    /// The recording status callback.
+    #[serde(rename = "r")]
+    Recording,
+}
+
+/// Why the text just before a question was said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Preface {
+    /// The first question: greeting and change summary.
+    #[default]
+    #[serde(rename = "g")]
+    Greeting,
+    /// The caller asked to hear it again.
+    #[serde(rename = "r")]
+    Repeat,
+    /// The last answer was not understood.
+    #[serde(rename = "u")]
+    Retry,
+    /// The caller asked for an agent and none is configured.
+    #[serde(rename = "n")]
+    NoAgent,
+}
+
+/// Where the caller is in the consent dialogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StepState {
+    /// Question number, from 0; every answer moves it on.
+    #[serde(rename = "n")]
+    pub step: u32,
+    /// Unusable answers so far.
+    #[serde(rename = "m", default)]
+    pub misses: u8,
+    /// Repeats asked for so far.
+    #[serde(rename = "r", default)]
+    pub repeats: u8,
+    /// True once only the keypad is accepted.
+    #[serde(rename = "k", default)]
+    pub keypad_only: bool,
+    /// What is said before the question.
+    #[serde(rename = "p", default)]
+    pub preface: Preface,
+}
+
+/// The signed content of a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowToken {
+    /// Where it may be used.
+    #[serde(rename = "p")]
+    pub purpose: Purpose,
+    /// The confirmation it belongs to.
+    #[serde(rename = "c")]
+    pub confirmation_id: ConfirmationId,
+    /// Dialogue state (answer tokens only).
+    #[serde(rename = "s", default)]
+    pub state: StepState,
+    /// Expiry, Unix seconds.
+    #[serde(rename = "e")]
+    pub expires: i64,
+}
+
+/// Why a token was refused. Every case answers 403.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a token at all.
+    #[error("flow token is malformed")]
+    Malformed,
+    /// Signed with another secret, or altered.
+    #[error("flow token signature does not match")]
+    BadSignature,
+    /// Past its expiry.
+    #[error("flow token expired")]
+    Expired,
+    /// Valid, but for another endpoint.
+    #[error("flow token is for another endpoint")]
+    WrongPurpose,
+}
+
+/// Signs and checks tokens with the shared secret.
+#[derive(Clone)]
+pub struct TokenSigner {
+    secret: Vec<u8>,
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Bytes of MAC kept in a token: 160 bits.
+const MAC_BYTES: usize = 20;
+/// Domain separation, so these MACs mean nothing elsewhere.
+const CONTEXT: &[u8] = b"callproof/flow-token/v1.";
+
+impl TokenSigner {
+    /// A signer over `secret`.
+    pub fn new(secret: &str) -> Self {
+        TokenSigner {
+            secret: secret.as_bytes().to_vec(),
+        }
+    }
+
+    fn mac(&self, payload: &str) -> HmacSha256 {
+        // HMAC takes a key of any length.
+        let mut mac = HmacSha256::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!());
+        mac.update(CONTEXT);
+        mac.update(payload.as_bytes());
+        mac
+    }
+
+    /// Encodes and signs a token.
+    pub fn sign(&self, token: &FlowToken) -> String {
+        let json = serde_json::to_vec(token).unwrap_or_default();
+        let payload = URL_SAFE_NO_PAD.encode(json);
+        let tag = self.mac(&payload).finalize().into_bytes();
+        format!("{payload}.{}", URL_SAFE_NO_PAD.encode(&tag[..MAC_BYTES]))
+    }
+
+    /// Checks signature, expiry at `now` and purpose, and returns the content.
+    pub fn verify(
+        &self,
+        text: &str,
+        purpose: Purpose,
+        now: OffsetDateTime,
+    ) -> Result<FlowToken, TokenError> {
+        let (payload, tag) = text.split_once('.').ok_or(TokenError::Malformed)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| TokenError::Malformed)?;
+        if tag.len() != MAC_BYTES {
+            return Err(TokenError::Malformed);
+        }
+        self.mac(payload)
+            .verify_truncated_left(&tag)
+            .map_err(|_| TokenError::BadSignature)?;
+        let json = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TokenError::Malformed)?;
+        let token: FlowToken = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
+        if now.unix_timestamp() >= token.expires {
+            return Err(TokenError::Expired);
+        }
+        if token.purpose != purpose {
+            return Err(TokenError::WrongPurpose);
+        }
+        Ok(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(expires: i64) -> FlowToken {
+        FlowToken {
+            purpose: Purpose::Answer,
+            confirmation_id: ConfirmationId::generate(),
+            state: StepState {
+                step: 2,
+                misses: 1,
+                repeats: 0,
+                keypad_only: false,
+                preface: Preface::Retry,
+            },
+            expires,
+        }
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+    }
+
+    #[test]
+    fn a_signed_token_verifies_to_its_content() {
+        let s = TokenSigner::new("a-secret-of-some-length-0123456789");
+        let t = token(1_800_000_100);
+        assert_eq!(s.verify(&s.sign(&t), Purpose::Answer, now()).unwrap(), t);
+    }
+
+    #[test]
+    fn tokens_are_short_enough_for_a_url() {
+        let s = TokenSigner::new("a-secret-of-some-length-0123456789");
+        assert!(s.sign(&token(1_800_000_100)).len() < 200);
+    }
+
+    #[test]
+    fn an_expired_token_is_refused() {
+        let s = TokenSigner::new("a-secret-of-some-length-0123456789");
+        let text = s.sign(&token(1_800_000_000));
+        assert_eq!(
+            s.verify(&text, Purpose::Answer, now()),
+            Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn a_tampered_payload_or_another_secret_is_refused() {
+        let s = TokenSigner::new("a-secret-of-some-length-0123456789");
+        let text = s.sign(&token(1_800_000_100));
+        let (payload, tag) = text.split_once('.').unwrap();
+        let mut forged = token(1_800_000_100);
+        forged.state.misses = 0;
+        let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
+        assert_eq!(
+            s.verify(&format!("{forged_payload}.{tag}"), Purpose::Answer, now()),
+            Err(TokenError::BadSignature)
+        );
+        let other = TokenSigner::new("another-secret-of-some-length-012345");
+        assert_eq!(
+            other.verify(&text, Purpose::Answer, now()),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            s.verify(payload, Purpose::Answer, now()),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(
+            s.verify("", Purpose::Answer, now()),
+            Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_token_for_another_endpoint_is_refused() {
+        let s = TokenSigner::new("a-secret-of-some-length-0123456789");
+        let text = s.sign(&token(1_800_000_100));
+        assert_eq!(
+            s.verify(&text, Purpose::Start, now()),
+            Err(TokenError::WrongPurpose)
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! The HTTP surface: the router, the shared state and the handlers for the
+//! agent API (`/v1/confirmations`), the provider webhooks (`/voice/*`) and health.
+
+mod api;
+mod error;
+mod voice;
+mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{Credentials, KeyRing, Role};
+use crate::config::Config;
+use crate::confirmations::Confirmations;
+use crate::flow::consent::Classifier;
+use crate::flow::prompts::Prompts;
+use crate::flow::token::TokenSigner;
+use crate::flow::{ANSWER_PATH, RECORDING_PATH, START_PATH, STATUS_PATH};
+use crate::notify::Notifier;
+
+pub use error::ApiError;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Shared>);
+
+/// The handles behind [`AppState`].
+pub struct Shared {
+    /// Settings.
+    pub config: Config,
+    /// Resolved secrets.
+    pub credentials: Credentials,
+    /// API keys, hashed.
+    pub keys: KeyRing,
+    /// Requests and call facts.
+    pub confirmations: Confirmations,
+    /// Prompt templates.
+    pub prompts: Prompts,
+    /// Speech answer classifier.
+    pub classifier: Classifier,
+    /// Flow token signer.
+    pub signer: TokenSigner,
+    /// Public base URL, no trailing slash.
+    pub public_base: String,
+    /// Outcome callbacks.
+    pub notifier: Notifier,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Checks the Bearer key and that its role may do what `needed` allows.
+    pub fn authorize(&self, headers: &HeaderMap, needed: Role) -> Result<Role, ApiError> {
+        let key = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or(ApiError::Unauthorized)?;
+        let role = self.keys.role_of(key).ok_or(ApiError::Unauthorized)?;
+        if role.may(needed) {
+            Ok(role)
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+/// The router with every route and the body-size and time limits.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    let timeout = Duration::from_secs(state.config.request_timeout_secs);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/confirmations", post(api::create_confirmation))
+        .route("/v1/confirmations/{id}", get(api::get_confirmation))
+        .route(START_PATH, post(voice::start))
+        .route(ANSWER_PATH, post(voice::answer))
+        .route(STATUS_PATH, post(voice::status))
+        .route(RECORDING_PATH, post(voice::recording))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}

@@ -1,0 +1,373 @@
+//! Provider webhooks: the transfer URL that starts the flow, the consent
+//! answers, the call status callback and the recording status callback.
+//!
+//! Refusals (bad signature, bad token) are 400/403 and change nothing; once a
+//! webhook is accepted it always answers TwiML, an apology if anything failed.
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use time::{Duration, OffsetDateTime};
+
+use super::webhook::{self, WebhookError};
+use super::AppState;
+use crate::confirmations::{
+    CallClaim, ConfirmationRequest, ConsentEvent, InputType, Outcome, OutcomeFact, RepoError,
+    Written,
+};
+use crate::domain::{Locale, PhoneNumber};
+use crate::flow::consent::{classify_digits, ConsentLabel};
+use crate::flow::token::{FlowToken, Purpose, StepState};
+use crate::flow::{notice, Flow, Links, Notice};
+use crate::provider::{CallInfo, CallStatusEvent, GatherResult, Params, RecordingEvent};
+use crate::twiml;
+
+/// Why an accepted webhook could not be answered normally.
+enum Failure {
+    /// Refuse with 400/403, changing nothing.
+    Refused(WebhookError),
+    /// Something inside failed: apologise in `locale`.
+    Internal(Locale, anyhow::Error),
+}
+
+impl From<WebhookError> for Failure {
+    fn from(e: WebhookError) -> Self {
+        Failure::Refused(e)
+    }
+}
+
+fn internal(locale: Locale) -> impl FnOnce(RepoError) -> Failure {
+    move |e| Failure::Internal(locale, e.into())
+}
+
+fn twiml_response(r: &twiml::Response) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        r.to_xml(),
+    )
+        .into_response()
+}
+
+fn finish(state: &AppState, result: Result<twiml::Response, Failure>) -> Response {
+    match result {
+        Ok(r) => twiml_response(&r),
+        Err(Failure::Refused(e)) => e.into_response(),
+        Err(Failure::Internal(locale, cause)) => {
+            tracing::error!(
+                error = format!("{cause:#}"),
+                "webhook failed; the caller hears an apology"
+            );
+            twiml_response(&notice(
+                state.prompts.locale(locale),
+                Notice::Error,
+                state.config.agent_number.as_ref(),
+            ))
+        }
+    }
+}
+
+impl AppState {
+    /// The URL builder at `now`.
+    pub fn links(&self, now: OffsetDateTime) -> Links<'_> {
+        Links {
+            base: &self.public_base,
+            signer: &self.signer,
+            now,
+            step_ttl: Duration::seconds(self.config.flow_step_ttl_secs as i64),
+            recording_ttl: Duration::seconds(self.config.recording_callback_ttl_secs as i64),
+        }
+    }
+
+    fn flow<'a>(&'a self, request: &'a ConfirmationRequest, now: OffsetDateTime) -> Flow<'a> {
+        Flow {
+            request,
+            prompts: self.prompts.locale(request.locale),
+            links: self.links(now),
+            agent_number: self.config.agent_number.as_ref(),
+            gather_timeout_secs: self.config.gather_timeout_secs,
+        }
+    }
+
+    /// Verifies signature and token; returns the params and the token.
+    fn accept(
+        &self,
+        uri: &axum::http::Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+        purpose: Purpose,
+        now: OffsetDateTime,
+    ) -> Result<(Params, FlowToken), WebhookError> {
+        let params = webhook::verify(self, uri, headers, body)?;
+        let token = self
+            .signer
+            .verify(&webhook::query_token(uri), purpose, now)
+            .map_err(|e| WebhookError::Forbidden(e.to_string()))?;
+        Ok((params, token))
+    }
+
+    async fn load(&self, token: &FlowToken) -> Result<ConfirmationRequest, Failure> {
+        let fallback = Locale::EnUs;
+        self.confirmations
+            .request(&token.confirmation_id)
+            .await
+            .map_err(internal(fallback))?
+            .ok_or_else(|| {
+                Failure::Internal(
+                    fallback,
+                    anyhow::anyhow!("signed token names a request that is not stored"),
+                )
+            })
+    }
+}
+
+fn malformed(e: impl std::fmt::Display) -> Failure {
+    Failure::Refused(WebhookError::Malformed(e.to_string()))
+}
+
+/// The transfer URL: claims the request for this call, starts recording, asks.
+pub async fn start(
+    State(s): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let now = OffsetDateTime::now_utc();
+    let result = async {
+        let (params, token) = s.accept(&uri, &headers, &body, Purpose::Start, now)?;
+        let call = CallInfo::parse(&params).map_err(malformed)?;
+        let request = s.load(&token).await?;
+        let id = &request.id;
+        let on_err = internal(request.locale);
+        let prompts = s.prompts.locale(request.locale);
+        if s.confirmations.outcome(id).await.map_err(on_err)?.is_some() {
+            return Ok(notice(prompts, Notice::AlreadyDone, None));
+        }
+        if s.confirmations
+            .call(id)
+            .await
+            .map_err(internal(request.locale))?
+            .is_none()
+            && now >= request.expires_at
+        {
+            return Ok(notice(prompts, Notice::Expired, None));
+        }
+        let claim = CallClaim {
+            call_sid: call.call_sid.clone(),
+            from_masked: call
+                .from
+                .as_deref()
+                .and_then(|f| f.parse::<PhoneNumber>().ok())
+                .map(|p| p.masked()),
+            started_at: now,
+        };
+        match s
+            .confirmations
+            .claim_call(id, claim)
+            .await
+            .map_err(internal(request.locale))?
+        {
+            Written::New(_) => tracing::info!(confirmation = %id, "call entered the flow"),
+            Written::Existing(c) if c.call_sid == call.call_sid => {
+                tracing::info!(confirmation = %id, "transfer URL requested again by the same call")
+            }
+            Written::Existing(_) => {
+                tracing::warn!(confirmation = %id, "transfer URL used by a second call; refused");
+                return Ok(notice(prompts, Notice::InUse, None));
+            }
+        }
+        Ok(s.flow(&request, now).opening())
+    }
+    .await;
+    finish(&s, result)
+}
+
+/// Classifies what the caller gave the question of `state`.
+fn understand(
+    s: &AppState,
+    g: &GatherResult,
+    state: &StepState,
+    request: &ConfirmationRequest,
+) -> (InputType, ConsentLabel) {
+    if let Some(d) = &g.digits {
+        return (InputType::Dtmf, classify_digits(d));
+    }
+    match &g.speech {
+        // Keypad-only questions take no speech, whatever arrives.
+        Some(_) if state.keypad_only => (InputType::Speech, ConsentLabel::Unclear),
+        Some(t) => (
+            InputType::Speech,
+            s.classifier
+                .classify_speech(t, g.confidence, request.locale, request.kind),
+        ),
+        None => (InputType::None, ConsentLabel::Unclear),
+    }
+}
+
+/// The action of a consent question: records the answer once, then moves on.
+pub async fn answer(
+    State(s): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let now = OffsetDateTime::now_utc();
+    let result = async {
+        let (params, token) = s.accept(&uri, &headers, &body, Purpose::Answer, now)?;
+        let call = CallInfo::parse(&params).map_err(malformed)?;
+        let request = s.load(&token).await?;
+        let id = &request.id;
+        let on_err = || internal(request.locale);
+        match s.confirmations.call(id).await.map_err(on_err())? {
+            Some(c) if c.call_sid == call.call_sid => {}
+            _ => return Err(Failure::Refused(WebhookError::Forbidden("answer from a call that does not hold this request".into()))),
+        }
+        let flow = s.flow(&request, now);
+        let state = token.state;
+        if let Some(done) = s.confirmations.outcome(id).await.map_err(on_err())? {
+            // A replay of the answer that ended the dialogue hears the same ending.
+            let replay = s.confirmations.event(id, state.step).await.map_err(on_err())?.is_some();
+            return Ok(if replay {
+                flow.ending(done.outcome)
+            } else {
+                notice(flow.prompts, Notice::AlreadyDone, None)
+            });
+        }
+        let gathered = GatherResult::parse(&params);
+        let (input_type, label) = understand(&s, &gathered, &state, &request);
+        let event = ConsentEvent {
+            step: state.step,
+            question: flow.question_parts(&state).join(" "),
+            accepted_input: Flow::accepted_input(&state).as_str().to_owned(),
+            input_type,
+            digits: gathered.digits.clone(),
+            transcript: gathered.speech.clone(),
+            confidence: gathered.confidence,
+            label,
+            call_sid: call.call_sid.clone(),
+            at: now,
+        };
+        let stored = match s.confirmations.add_event(id, event).await.map_err(on_err())? {
+            Written::New(e) => {
+                tracing::info!(confirmation = %id, step = e.step, input = ?e.input_type, label = %e.label, "consent answer");
+                e
+            }
+            Written::Existing(e) => {
+                tracing::info!(confirmation = %id, step = e.step, "replayed answer; the first one stands");
+                e
+            }
+        };
+        let next = flow.next(&state, stored.label);
+        let Some(outcome) = next.outcome else {
+            return Ok(next.response);
+        };
+        let fact = OutcomeFact {
+            outcome,
+            call_sid: Some(call.call_sid.clone()),
+            at: now,
+        };
+        Ok(match s.confirmations.set_outcome(id, fact).await.map_err(on_err())? {
+            Written::New(f) => {
+                tracing::info!(confirmation = %id, outcome = ?f.outcome, "confirmation finished");
+                s.notifier.outcome(&request, &f);
+                next.response
+            }
+            Written::Existing(f) => flow.ending(f.outcome),
+        })
+    }
+    .await;
+    finish(&s, result)
+}
+
+/// The call status callback: a call that ends before an outcome is `abandoned`.
+pub async fn status(
+    State(s): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = match webhook::verify(&s, &uri, &headers, &body) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let event = match CallStatusEvent::parse(&params) {
+        Ok(e) => e,
+        Err(e) => return WebhookError::Malformed(e.to_string()).into_response(),
+    };
+    if !event.is_final() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let result: Result<(), RepoError> = async {
+        let Some(id) = s.confirmations.by_call_sid(&event.call_sid).await? else {
+            tracing::debug!(status = %event.status, "status of a call that never entered the flow");
+            return Ok(());
+        };
+        if s.confirmations.outcome(&id).await?.is_some() {
+            return Ok(());
+        }
+        let fact = OutcomeFact {
+            outcome: Outcome::Abandoned,
+            call_sid: Some(event.call_sid.clone()),
+            at: OffsetDateTime::now_utc(),
+        };
+        if let Written::New(f) = s.confirmations.set_outcome(&id, fact).await? {
+            tracing::info!(confirmation = %id, call_status = %event.status, "caller left before answering: abandoned");
+            if let Some(request) = s.confirmations.request(&id).await? {
+                s.notifier.outcome(&request, &f);
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => {
+            // A 5xx makes the provider retry the callback, which is what we want.
+            tracing::error!(error = %e, "call status callback failed");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+/// The recording status callback: keeps the provider's notice, once per recording.
+pub async fn recording(
+    State(s): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let now = OffsetDateTime::now_utc();
+    let result: Result<(), Failure> = async {
+        let (params, token) = s.accept(&uri, &headers, &body, Purpose::Recording, now)?;
+        let event = RecordingEvent::parse(&params).map_err(malformed)?;
+        let id = &token.confirmation_id;
+        let locale = Locale::EnUs;
+        match s.confirmations.call(id).await.map_err(internal(locale))? {
+            Some(c) if c.call_sid == event.call_sid => {}
+            _ => return Err(Failure::Refused(WebhookError::Forbidden("recording of a call that does not hold this request".into()))),
+        }
+        let notice = serde_json::json!({
+            "received_at": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "event": event,
+        });
+        let fresh = s
+            .confirmations
+            .add_recording_notice(id, &event.recording_sid, &notice)
+            .await
+            .map_err(internal(locale))?;
+        tracing::info!(confirmation = %id, duplicate = !fresh, status = %event.status, "recording callback");
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(Failure::Refused(e)) => e.into_response(),
+        Err(Failure::Internal(_, e)) => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "recording callback failed; the provider will retry"
+            );
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! callproof turns a phone call into proof: a customer hears a requested account
+//! change, consents by keypad or voice, and the call is kept as evidence.
+//!
+//! Map (see ARCHITECTURE.md for the invariants):
+//! - [`config`], [`auth`]: settings and credentials;
+//! - [`domain`]: small types that cannot hold a bad value;
+//! - [`twiml`], [`flow`]: the IVR dialogue, pure code;
+//! - [`provider`]: the telephony provider's wire format and signatures;
+//! - [`store`], [`confirmations`]: write-once facts in an object store;
+//! - [`http`], [`server`], [`notify`]: the webhook and API server;
+//! - [`simulate`]: a telephony provider for trying and testing callproof.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod confirmations;
+pub mod domain;
+pub mod flow;
+pub mod http;
+pub mod notify;
+pub mod provider;
+pub mod server;
+pub mod simulate;
+pub mod store;
+pub mod twiml;

@@ -1,0 +1,123 @@
+//! The server as a value: `Application::build` binds (port 0 works) and wires
+//! everything; `run_until` serves until a shutdown signal. Tests use the same path.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::auth::{self, DevFile, KeyRing};
+use crate::config::Config;
+use crate::confirmations::Confirmations;
+use crate::flow::consent::Classifier;
+use crate::flow::prompts::Prompts;
+use crate::flow::token::TokenSigner;
+use crate::http::{router, AppState, Shared};
+use crate::notify::Notifier;
+use crate::store::{FsStore, ObjectStore};
+
+/// A bound, ready server.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    dev_file: DevFile,
+}
+
+impl Application {
+    /// Resolves credentials, opens the store, loads prompts and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let (credentials, dev_file) = auth::resolve(&config)?;
+        let prompts = match &config.prompts_dir {
+            Some(dir) => Prompts::from_dir(dir)?,
+            None => Prompts::builtin()?,
+        };
+        let store_dir = config.data_dir.join("store");
+        let store: Arc<dyn ObjectStore> = Arc::new(
+            FsStore::open(&store_dir)
+                .with_context(|| format!("cannot open the store at {}", store_dir.display()))?,
+        );
+        let listener = TcpListener::bind(config.listen).await.with_context(|| {
+            format!(
+                "cannot listen on {}: is another server using it? Set CALLPROOF_LISTEN",
+                config.listen
+            )
+        })?;
+        let bound = listener.local_addr()?;
+        let public_base = config.public_base(bound);
+        tracing::info!(store = %store.describe(), public_url = %public_base, "callproof ready");
+        let shared = Shared {
+            keys: KeyRing::new(&credentials.api_keys),
+            signer: TokenSigner::new(&credentials.token_secret),
+            classifier: Classifier::new(config.speech_min_confidence),
+            notifier: Notifier::new(config.outcome_callback_attempts),
+            confirmations: Confirmations::new(store),
+            prompts,
+            public_base,
+            credentials,
+            config,
+        };
+        Ok(Application {
+            listener,
+            state: AppState(Arc::new(shared)),
+            dev_file,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn address(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.config.listen)
+    }
+
+    /// The public base URL webhooks are signed against.
+    pub fn public_base(&self) -> &str {
+        &self.state.public_base
+    }
+
+    /// What happened to the development credentials file.
+    pub fn dev_file(&self) -> &DevFile {
+        &self.dev_file
+    }
+
+    /// The shared state, for tests and tools that sign tokens.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then finishes requests in flight.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = router(self.state.clone());
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
