@@ -94,8 +94,8 @@ pub struct ConsentEvent {
     pub digits: Option<String>,
     /// Speech transcript, if any.
     pub transcript: Option<String>,
-    /// Recogniser confidence for the transcript.
-    pub confidence: Option<f32>,
+    /// Recogniser confidence for the transcript, as the provider sent it.
+    pub confidence: Option<f64>,
     /// How callproof understood the answer.
     pub label: ConsentLabel,
     /// The call it was given on.

@@ -132,6 +132,15 @@ pub fn spell_digits(text: &str) -> String {
         .join(", ")
 }
 
+/// `text` with its first letter in upper case, so each item reads as a sentence.
+fn sentence(text: String) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
 /// The last four letters or digits of an account id, spelled out.
 fn account_last4(account_id: &str) -> String {
     let alnum: Vec<char> = account_id.chars().filter(|c| c.is_alphanumeric()).collect();
@@ -193,6 +202,7 @@ impl Flow<'_> {
                     (None, None) => String::new(),
                 }
             })
+            .map(sentence)
             .collect();
         let template = &self.prompts.summaries[&self.request.kind];
         render(

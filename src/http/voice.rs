@@ -197,8 +197,12 @@ fn understand(
         Some(_) if state.keypad_only => (InputType::Speech, ConsentLabel::Unclear),
         Some(t) => (
             InputType::Speech,
-            s.classifier
-                .classify_speech(t, g.confidence, request.locale, request.kind),
+            s.classifier.classify_speech(
+                t,
+                g.confidence.map(|c| c as f32),
+                request.locale,
+                request.kind,
+            ),
         ),
         None => (InputType::None, ConsentLabel::Unclear),
     }

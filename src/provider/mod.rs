@@ -85,7 +85,7 @@ pub struct GatherResult {
     /// Speech transcript.
     pub speech: Option<String>,
     /// Recogniser confidence, 0 to 1, when it sent one that parses.
-    pub confidence: Option<f32>,
+    pub confidence: Option<f64>,
 }
 
 impl GatherResult {
@@ -96,7 +96,7 @@ impl GatherResult {
             speech: p.get(SPEECH_RESULT).map(str::to_owned),
             confidence: p
                 .get(CONFIDENCE)
-                .and_then(|c| c.trim().parse::<f32>().ok())
+                .and_then(|c| c.trim().parse::<f64>().ok())
                 .filter(|c| c.is_finite()),
         }
     }

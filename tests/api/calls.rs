@@ -1,0 +1,334 @@
+//! Whole confirmation calls through the simulator: consent by keypad and by
+//! voice, decline, repeat, hang-up, silence, agent transfer, Spanish.
+
+use callproof::simulate::CallEnd;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_keypad_1_confirms_and_the_caller_hears_the_masked_change_and_the_number() {
+    let app = spawn_app().await;
+    let created = app.create(&billing_request()).await;
+    let number = created["confirmation_number"]
+        .as_str()
+        .unwrap()
+        .replace('-', "");
+    let report = app
+        .call(created["transfer_url"].as_str().unwrap(), &["press:1"])
+        .await;
+
+    assert_eq!(report.end, CallEnd::ServerHungUp);
+    let heard = heard(&report);
+    assert!(
+        heard.contains(
+            "Card on file: from the one ending in 1, 1, 1, 1, to the one ending in 5, 5, 5, 9."
+        ),
+        "{heard}"
+    );
+    assert!(
+        !heard.contains("4111") && !heard.contains("5500"),
+        "a card number was spoken: {heard}"
+    );
+    assert!(heard.contains("account ending in 1, 0, 0, 1"), "{heard}");
+    let spoken: String = report
+        .heard
+        .last()
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    assert!(
+        spoken.starts_with(&number),
+        "number {number} not read back digit by digit: {heard}"
+    );
+
+    let view = app.confirmation(created["id"].as_str().unwrap()).await;
+    assert_eq!(view["status"], "confirmed");
+    let events = view["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["input_type"], "dtmf");
+    assert_eq!(events[0]["digits"], "1");
+    assert_eq!(events[0]["label"], "affirm");
+    assert!(events[0]["question"]
+        .as_str()
+        .unwrap()
+        .contains("Do you confirm this change?"));
+    assert_eq!(view["outcome"]["outcome"], "confirmed");
+    assert_eq!(view["call"]["call_sid"], report.call_sid.as_str());
+}
+
+#[tokio::test]
+async fn a_spoken_yes_i_confirm_confirms_and_keeps_the_transcript() {
+    let app = spawn_app().await;
+    let created = app.create(&billing_request()).await;
+    let report = app
+        .call(
+            created["transfer_url"].as_str().unwrap(),
+            &["say:yes I confirm@0.93"],
+        )
+        .await;
+    assert_eq!(report.end, CallEnd::ServerHungUp);
+    assert!(
+        heard(&report).contains("Your request is confirmed"),
+        "{}",
+        heard(&report)
+    );
+
+    let view = app.confirmation(created["id"].as_str().unwrap()).await;
+    assert_eq!(view["status"], "confirmed");
+    let e = &view["events"][0];
+    assert_eq!(e["input_type"], "speech");
+    assert_eq!(e["transcript"], "yes I confirm");
+    assert!((e["confidence"].as_f64().unwrap() - 0.93).abs() < 1e-6);
+    assert_eq!(e["label"], "affirm");
+}
+
+#[tokio::test]
+async fn a_decline_by_voice_or_keypad_ends_declined() {
+    let app = spawn_app().await;
+    for answer in ["say:no thank you", "press:2"] {
+        let created = app.create(&billing_request()).await;
+        let report = app
+            .call(created["transfer_url"].as_str().unwrap(), &[answer])
+            .await;
+        assert!(
+            heard(&report).contains("No change has been made"),
+            "{answer}: {}",
+            heard(&report)
+        );
+        let view = app.confirmation(created["id"].as_str().unwrap()).await;
+        assert_eq!(view["status"], "declined", "{answer}");
+        assert_eq!(view["events"][0]["label"], "deny");
+    }
+}
+
+#[tokio::test]
+async fn a_repeat_reads_the_change_again_and_a_yes_then_confirms() {
+    let app = spawn_app().await;
+    let created = app.create(&billing_request()).await;
+    let report = app
+        .call(
+            created["transfer_url"].as_str().unwrap(),
+            &["say:can you repeat that", "say:yes"],
+        )
+        .await;
+    let summaries = report
+        .heard
+        .iter()
+        .filter(|h| h.contains("Card on file"))
+        .count();
+    assert_eq!(summaries, 2, "{}", heard(&report));
+    assert!(heard(&report).contains("Here it is again."));
+    let view = app.confirmation(created["id"].as_str().unwrap()).await;
+    assert_eq!(view["status"], "confirmed");
+    let labels: Vec<_> = view["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["label"].clone())
+        .collect();
+    assert_eq!(labels, [json!("repeat"), json!("affirm")]);
+}
+
+#[tokio::test]
+async fn a_caller_who_hangs_up_mid_flow_is_abandoned() {
+    let app = spawn_app().await;
+    let created = app.create(&billing_request()).await;
+    let report = app
+        .call(
+            created["transfer_url"].as_str().unwrap(),
+            &["say:hmm let me think", "hangup"],
+        )
+        .await;
+    assert_eq!(report.end, CallEnd::CallerHungUp);
+    assert_eq!(report.status_callback_status, Some(204));
+    let view = app.confirmation(created["id"].as_str().unwrap()).await;
+    assert_eq!(view["status"], "abandoned");
+    assert_eq!(
+        view["events"].as_array().unwrap().len(),
+        1,
+        "the one answer given is kept"
+    );
+}
+
+#[tokio::test]
+async fn silence_three_times_falls_back_to_the_keypad_then_ends_as_no_answer() {
+    let app = spawn_app().await;
+    let created = app.create(&billing_request()).await;
+    let report = app
+        .call(
+            created["transfer_url"].as_str().unwrap(),
+            &["silence", "silence", "silence"],
+        )
+        .await;
+    assert_eq!(report.end, CallEnd::ServerHungUp);
+    assert!(
+        heard(&report).contains("Please use your keypad"),
+        "{}",
+        heard(&report)
+    );
+    assert!(
+        heard(&report).contains("We could not get your answer"),
+        "{}",
+        heard(&report)
+    );
+    let view = app.confirmation(created["id"].as_str().unwrap()).await;
+    assert_eq!(view["status"], "no_answer");
+    let events = view["events"].as_array().unwrap();
+    assert_eq!(events.len(), 3);
+    assert!(events
+        .iter()
+        .all(|e| e["input_type"] == "none" && e["label"] == "unclear"));
+    assert_eq!(
+        events[2]["accepted_input"], "dtmf",
+        "the third question takes the keypad only"
+    );
+}
+
+#[tokio::test]
+async fn silence_three_times_transfers_to_the_agent_when_one_is_configured() {
+    let app = spawn_with(Options {
+        agent_number: Some("+15550009999"),
+        ..Options::default()
+    })
+    .await;
+    let created = app.create(&billing_request()).await;
+    let report = app
+        .call(
+            created["transfer_url"].as_str().unwrap(),
+            &["silence", "silence", "silence"],
+        )
+        .await;
+    assert_eq!(report.end, CallEnd::Dialed("+15550009999".into()));
+    let view = app.confirmation(created["id"].as_str().unwrap()).await;
+    assert_eq!(view["status"], "transferred_to_agent");
+}
+
+#[tokio::test]
+async fn asking_for_an_agent_transfers_when_one_is_configured_and_asks_again_when_not() {
+    let with_agent = spawn_with(Options {
+        agent_number: Some("+15550009999"),
+        ..Options::default()
+    })
+    .await;
+    let created = with_agent.create(&billing_request()).await;
+    let report = with_agent
+        .call(
+            created["transfer_url"].as_str().unwrap(),
+            &["say:representative"],
+        )
+        .await;
+    assert_eq!(report.end, CallEnd::Dialed("+15550009999".into()));
+
+    let without = spawn_app().await;
+    let created = without.create(&billing_request()).await;
+    let report = without
+        .call(
+            created["transfer_url"].as_str().unwrap(),
+            &["press:0", "press:1"],
+        )
+        .await;
+    assert!(
+        heard(&report).contains("no agent is available"),
+        "{}",
+        heard(&report)
+    );
+    let view = without.confirmation(created["id"].as_str().unwrap()).await;
+    assert_eq!(view["status"], "confirmed");
+}
+
+#[tokio::test]
+async fn a_low_confidence_yes_is_never_consent() {
+    let app = spawn_app().await;
+    let created = app.create(&billing_request()).await;
+    let report = app
+        .call(
+            created["transfer_url"].as_str().unwrap(),
+            &["say:yes@0.2", "say:yes no", "hangup"],
+        )
+        .await;
+    assert!(heard(&report).contains("Sorry, I did not understand that."));
+    let view = app.confirmation(created["id"].as_str().unwrap()).await;
+    assert_eq!(view["status"], "abandoned");
+    assert!(view["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["label"] == "unclear"));
+}
+
+#[tokio::test]
+async fn a_spanish_call_is_held_in_spanish_and_si_confirms() {
+    let app = spawn_app().await;
+    let mut body = billing_request();
+    body["locale"] = json!("es-US");
+    body["kind"] = json!("termination");
+    body["change"] = json!([{"field": "service", "label": "internet residencial", "before": "activo", "after": "cancelado"}]);
+    let created = app.create(&body).await;
+    let report = app
+        .call(created["transfer_url"].as_str().unwrap(), &["say:sí"])
+        .await;
+    let heard = heard(&report);
+    assert!(
+        heard.contains("cancelar el servicio")
+            && heard.contains("Internet residencial: de activo, a cancelado."),
+        "{heard}"
+    );
+    assert!(heard.contains("Su número de confirmación es"), "{heard}");
+    let view = app.confirmation(created["id"].as_str().unwrap()).await;
+    assert_eq!(view["status"], "confirmed");
+}
+
+#[tokio::test]
+async fn the_outcome_is_posted_to_the_callback_url() {
+    use axum::routing::post;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<serde_json::Value>(4);
+    let receiver = axum::Router::new().route(
+        "/outcome",
+        post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(v).await;
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let app = spawn_app().await;
+    let mut body = billing_request();
+    body["callback_url"] = json!(format!("http://{addr}/outcome"));
+    let created = app.create(&body).await;
+    app.call(created["transfer_url"].as_str().unwrap(), &["press:1"])
+        .await;
+    let posted = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .expect("callback within 10 s")
+        .expect("a callback");
+    assert_eq!(posted["id"], created["id"]);
+    assert_eq!(posted["status"], "confirmed");
+    assert_eq!(
+        posted["confirmation_number"],
+        created["confirmation_number"]
+    );
+}
+
+#[tokio::test]
+async fn the_recording_callback_is_accepted_and_kept_once() {
+    let app = spawn_app().await;
+    let created = app.create(&billing_request()).await;
+    let report = app
+        .call(created["transfer_url"].as_str().unwrap(), &["press:1"])
+        .await;
+    assert_eq!(report.recording_callback_status, Some(204));
+    assert!(report.recording_sid.is_some());
+    let dir = app
+        .data_dir
+        .join("store/confirmations")
+        .join(created["id"].as_str().unwrap())
+        .join("recordings");
+    assert_eq!(std::fs::read_dir(dir).unwrap().count(), 1);
+}

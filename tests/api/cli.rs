@@ -1,0 +1,287 @@
+//! The binary as people use it: `serve` on the defaults with generated
+//! development credentials, `simulate` against it, SIGTERM, production
+//! refusals, and `consent classify` over the labelled corpus.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_callproof");
+
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `callproof serve` in `dir` and waits for its "listening" line.
+fn serve(dir: &std::path::Path) -> (Server, String) {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .current_dir(dir)
+        .env_remove("CALLPROOF_DATA_DIR")
+        .env("CALLPROOF_LISTEN", "127.0.0.1:0")
+        .env("CALLPROOF_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("callproof serve starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            all.push_str(&line);
+            all.push('\n');
+            if line.contains("\"listening\"") {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let _ = tx.send((
+                    v["fields"]["address"].as_str().unwrap().to_owned(),
+                    all.clone(),
+                ));
+            }
+        }
+    });
+    let (address, early) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("serve reports listening");
+    (Server { child, address }, early)
+}
+
+#[test]
+fn serve_on_the_defaults_generates_credentials_once_and_a_simulated_call_confirms() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, stderr) = serve(dir.path());
+    assert!(
+        stderr.contains("WARNING: development credentials were generated"),
+        "{stderr}"
+    );
+    let creds_path = dir.path().join("data/dev-credentials.toml");
+    let creds: toml::Table = std::fs::read_to_string(&creds_path)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let agent_key = creds["api_keys"]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .strip_prefix("agent:")
+        .unwrap()
+        .to_owned();
+
+    let body = serde_json::json!({"account_id":"ACC-1001","kind":"billing","change":[{"field":"card_number","label":"card on file","before":"4111111111111111","after":"5500005555555559","sensitive":true}],"customer":{"name":"Dana Reyes","phone":"+15551230001"},"agent_id":"agent-7","locale":"en-US"});
+    let created: serde_json::Value = reqwest::blocking::Client::new()
+        .post(format!("http://{}/v1/confirmations", server.address))
+        .bearer_auth(&agent_key)
+        .json(&body)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "simulate",
+            created["transfer_url"].as_str().unwrap(),
+            "--answer",
+            "yes I confirm",
+            "--no-input",
+        ])
+        .current_dir(dir.path())
+        .env_remove("CALLPROOF_DATA_DIR")
+        .env_remove("CALLPROOF_TWILIO_AUTH_TOKEN")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("caller says \"yes I confirm\""), "{stdout}");
+    assert!(stdout.contains("Your confirmation number is"), "{stdout}");
+    assert!(
+        stdout.contains("call ended: the server hung up"),
+        "{stdout}"
+    );
+
+    // A second start reuses the file and does not print the secrets again.
+    drop(server);
+    let (_again, stderr) = serve(dir.path());
+    assert!(
+        !stderr.contains("WARNING: development credentials were generated"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("using development credentials"), "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, _) = serve(dir.path());
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server still running 20 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn production_refuses_development_credentials_and_a_missing_public_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--production"])
+        .current_dir(dir.path())
+        .env("CALLPROOF_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("production refuses development credentials"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("data/dev-credentials.toml").exists());
+
+    let out = Command::new(BIN)
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("CALLPROOF_ENV", "production")
+        .env("CALLPROOF_LISTEN", "127.0.0.1:0")
+        .env("CALLPROOF_TWILIO_ACCOUNT_SID", "AC1")
+        .env("CALLPROOF_TWILIO_AUTH_TOKEN", "t".repeat(32))
+        .env("CALLPROOF_API_KEYS", format!("agent:{}", "k".repeat(20)))
+        .env("CALLPROOF_TOKEN_SECRET", "s".repeat(40))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CALLPROOF_PUBLIC_URL"));
+}
+
+#[test]
+fn a_bad_setting_stops_serve_with_a_message_naming_it() {
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env("CALLPROOF_LISTEN", "not-an-address")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CALLPROOF_LISTEN"));
+}
+
+#[test]
+fn serve_help_documents_every_setting() {
+    let out = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for s in callproof::config::SETTINGS {
+        assert!(help.contains(s.env), "--help lacks {}", s.env);
+        assert!(readme.contains(s.env), "README lacks {}", s.env);
+    }
+}
+
+/// Runs `consent classify` over every corpus row of one locale and kind.
+#[test]
+fn consent_classify_gives_an_accepted_label_for_every_corpus_row() {
+    let corpus = include_str!("../data/consent-utterances.tsv");
+    let rows: Vec<Vec<&str>> = corpus
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("locale\t") && !l.trim().is_empty())
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert!(rows.len() > 80, "corpus has {} rows", rows.len());
+    let mut failures = Vec::new();
+    for locale in ["en-US", "es-US"] {
+        for kind in ["termination", "update"] {
+            let subset: Vec<_> = rows
+                .iter()
+                .filter(|r| r[0] == locale && r[1] == kind)
+                .collect();
+            let input: String = subset
+                .iter()
+                .map(|r| format!("{}\t{}\n", r[2], r[3]))
+                .collect();
+            let mut child = Command::new(BIN)
+                .args(["consent", "classify", "--locale", locale, "--kind", kind])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success());
+            let labels: Vec<String> = String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(labels.len(), subset.len());
+            for (row, label) in subset.iter().zip(&labels) {
+                if !row[4].split('|').any(|ok| ok == label) {
+                    failures.push(format!("{row:?} -> {label}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn consent_classify_marks_unreadable_lines_and_fails() {
+    let mut child = Command::new(BIN)
+        .args([
+            "consent", "classify", "--locale", "en-US", "--kind", "billing",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"yes\t0.9\nno confidence here\nyes\thigh\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "affirm\ninvalid\ninvalid\n"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 2") && stderr.contains("line 3"),
+        "{stderr}"
+    );
+}

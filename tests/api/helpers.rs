@@ -1,0 +1,228 @@
+//! `spawn_app()` starts callproof exactly as `serve` does, on port 0, with its
+//! own data directory; helpers create requests, place calls and sign webhooks.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use callproof::config::Config;
+use callproof::flow::token::TokenSigner;
+use callproof::provider::signature;
+use callproof::server::Application;
+use callproof::simulate::{self, Answer, CallReport, Simulation};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub const AGENT_KEY: &str = "agent-key-for-tests-0001";
+pub const COMPLIANCE_KEY: &str = "compliance-key-for-tests-0001";
+pub const AUTH_TOKEN: &str = "0123456789abcdef0123456789abcdef";
+pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+pub const TOKEN_SECRET: &str = "token-secret-for-tests-0123456789abcdef";
+
+pub struct TestApp {
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub client: reqwest::Client,
+    _tmp: Option<TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// Options for a test server.
+#[derive(Default, Clone)]
+pub struct Options {
+    pub agent_number: Option<&'static str>,
+    pub extra: Vec<(&'static str, String)>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(Options::default()).await
+}
+
+pub async fn spawn_with(opts: Options) -> TestApp {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().to_path_buf();
+    let mut app = spawn_in(&dir, opts).await;
+    app._tmp = Some(tmp);
+    app
+}
+
+/// Starts a server on `data_dir`, which may hold an earlier server's data.
+pub async fn spawn_in(data_dir: &Path, opts: Options) -> TestApp {
+    // An empty file, so a developer's ./callproof.toml never leaks into tests.
+    let file = data_dir.join("test-callproof.toml");
+    std::fs::write(&file, "").expect("config file");
+    let mut env: Vec<(String, String)> = vec![
+        ("CALLPROOF_LISTEN".into(), "127.0.0.1:0".into()),
+        ("CALLPROOF_DATA_DIR".into(), data_dir.display().to_string()),
+        ("CALLPROOF_TWILIO_ACCOUNT_SID".into(), ACCOUNT_SID.into()),
+        ("CALLPROOF_TWILIO_AUTH_TOKEN".into(), AUTH_TOKEN.into()),
+        (
+            "CALLPROOF_API_KEYS".into(),
+            format!("agent:{AGENT_KEY},compliance:{COMPLIANCE_KEY}"),
+        ),
+        ("CALLPROOF_TOKEN_SECRET".into(), TOKEN_SECRET.into()),
+        ("CALLPROOF_MAX_BODY_BYTES".into(), "16384".into()),
+    ];
+    if let Some(n) = opts.agent_number {
+        env.push(("CALLPROOF_AGENT_NUMBER".into(), n.into()));
+    }
+    for (k, v) in opts.extra {
+        env.push((k.into(), v));
+    }
+    let config = Config::load(Some(&file), &env, &[]).expect("test config");
+    let app = Application::build(config).await.expect("server builds");
+    let base = app.public_base().to_owned();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base,
+        data_dir: data_dir.to_path_buf(),
+        client: reqwest::Client::new(),
+        _tmp: None,
+        shutdown: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+/// The request body the agent API documents.
+pub fn billing_request() -> Value {
+    json!({
+        "account_id": "ACC-1001",
+        "kind": "billing",
+        "change": [{"field": "card_number", "label": "card on file",
+                    "before": "4111111111111111", "after": "5500005555555559", "sensitive": true}],
+        "customer": {"name": "Dana Reyes", "phone": "+15551230001"},
+        "agent_id": "agent-7",
+        "locale": "en-US"
+    })
+}
+
+impl TestApp {
+    /// Stops the server gracefully and waits for it; keeps the data.
+    pub async fn stop(mut self) -> Option<TempDir> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("server task").expect("server ran");
+        }
+        self._tmp.take()
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut req = self.client.post(format!("{}{path}", self.base)).json(body);
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn get_with(&self, path: &str, key: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.get(format!("{}{path}", self.base));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// Creates a request as an agent; returns the 201 body.
+    pub async fn create(&self, body: &Value) -> Value {
+        let resp = self
+            .post_json("/v1/confirmations", Some(AGENT_KEY), body)
+            .await;
+        assert_eq!(
+            resp.status().as_u16(),
+            201,
+            "create failed: {}",
+            resp.text().await.unwrap_or_default()
+        );
+        resp.json().await.expect("json")
+    }
+
+    /// Reads a request as an agent.
+    pub async fn confirmation(&self, id: &str) -> Value {
+        let resp = self
+            .get_with(&format!("/v1/confirmations/{id}"), Some(AGENT_KEY))
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+        resp.json().await.expect("json")
+    }
+
+    pub fn simulation(&self, transfer_url: &str, answers: &[&str]) -> Simulation {
+        Simulation {
+            transfer_url: transfer_url.to_owned(),
+            account_sid: ACCOUNT_SID.into(),
+            auth_token: AUTH_TOKEN.into(),
+            status_callback: None,
+            answers: answers
+                .iter()
+                .map(|a| a.parse::<Answer>().expect("answer"))
+                .collect(),
+            interactive: false,
+            recording: None,
+            from: "+15551230001".into(),
+            to: "+15557654321".into(),
+            linger: Duration::ZERO,
+        }
+    }
+
+    /// Places a simulated call with scripted answers.
+    pub async fn call(&self, transfer_url: &str, answers: &[&str]) -> CallReport {
+        simulate::run(&self.simulation(transfer_url, answers), &mut |_| {})
+            .await
+            .expect("simulated call runs")
+    }
+
+    /// POSTs a form webhook signed with `token` (the real auth token unless forging).
+    pub async fn webhook(
+        &self,
+        url: &str,
+        params: &[(&str, &str)],
+        token: &str,
+    ) -> reqwest::Response {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let sig = signature::compute(token, url, &params);
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&params)
+            .finish();
+        self.client
+            .post(url)
+            .header("X-Twilio-Signature", sig)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("webhook sent")
+    }
+
+    pub fn signer(&self) -> TokenSigner {
+        TokenSigner::new(TOKEN_SECRET)
+    }
+}
+
+/// All the text a caller heard, joined.
+pub fn heard(report: &CallReport) -> String {
+    report.heard.join(" | ")
+}
+
+/// The action URL of the first `<Gather>` in a TwiML document.
+pub fn gather_action(xml: &str) -> String {
+    let doc = simulate::doc::parse(xml).expect("TwiML");
+    doc.children
+        .iter()
+        .find(|v| v.name == "Gather")
+        .and_then(|g| g.attr("action"))
+        .unwrap_or_else(|| panic!("no Gather in {xml}"))
+        .to_owned()
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real server on a loopback port, driven over HTTP by
+//! the simulator and by hand-signed webhooks, with its store in a temp dir.
+
+mod calls;
+mod cli;
+mod confirmations;
+mod helpers;
+mod webhooks;
