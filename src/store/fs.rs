@@ -1,14 +1,17 @@
 //! The local-directory backend: one file per object under a root directory.
 //! Creates are atomic and write-once: temp file, fsync, hard link, fsync dir.
 
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use rand::RngCore;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
 
-use super::{ObjectKey, ObjectStore, StoreError};
+use super::{ByteStream, ObjectKey, ObjectMeta, ObjectStore, StoreError};
 
 /// Objects as files under `root`; the key's segments are the path.
 #[derive(Debug, Clone)]
@@ -46,7 +49,13 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| io_err(key)(std::io::Error::other(e.to_string())))?
 }
 
-fn create_blocking(path: &Path, key: &ObjectKey, bytes: &[u8]) -> Result<(), StoreError> {
+/// Where the bytes of a create come from.
+enum Source<'a> {
+    Memory(&'a [u8]),
+    File(&'a Path),
+}
+
+fn create_blocking(path: &Path, key: &ObjectKey, source: Source<'_>) -> Result<(), StoreError> {
     let k = key.as_str();
     let dir = path
         .parent()
@@ -57,7 +66,20 @@ fn create_blocking(path: &Path, key: &ObjectKey, bytes: &[u8]) -> Result<(), Sto
     let tmp = dir.join(format!(".tmp-{}", hex::encode(suffix)));
     let result = (|| {
         let mut f = std::fs::File::create_new(&tmp).map_err(io_err(k))?;
-        f.write_all(bytes).map_err(io_err(k))?;
+        match source {
+            Source::Memory(bytes) => f.write_all(bytes).map_err(io_err(k))?,
+            Source::File(from) => {
+                let mut input = std::fs::File::open(from).map_err(io_err(k))?;
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    let n = input.read(&mut buf).map_err(io_err(k))?;
+                    if n == 0 {
+                        break;
+                    }
+                    f.write_all(&buf[..n]).map_err(io_err(k))?;
+                }
+            }
+        }
         f.sync_all().map_err(io_err(k))?;
         // A hard link fails if the target exists: that is the write-once check,
         // and the object appears whole because its bytes were synced first.
@@ -124,9 +146,56 @@ impl ObjectStore for FsStore {
         let path = self.path_of(key.as_str());
         let key = key.clone();
         blocking(&key.to_string(), move || {
-            create_blocking(&path, &key, &bytes)
+            create_blocking(&path, &key, Source::Memory(&bytes))
         })
         .await
+    }
+
+    async fn create_file(&self, key: &ObjectKey, from: &Path) -> Result<(), StoreError> {
+        let path = self.path_of(key.as_str());
+        let key = key.clone();
+        let from = from.to_path_buf();
+        blocking(&key.to_string(), move || {
+            create_blocking(&path, &key, Source::File(&from))
+        })
+        .await
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
+        match tokio::fs::metadata(self.path_of(key.as_str())).await {
+            Ok(m) if m.is_file() => Ok(Some(ObjectMeta { size: m.len() })),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(key.as_str())(e)),
+        }
+    }
+
+    async fn read_range(
+        &self,
+        key: &ObjectKey,
+        range: Range<u64>,
+    ) -> Result<Option<ByteStream>, StoreError> {
+        let mut file = match tokio::fs::File::open(self.path_of(key.as_str())).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(key.as_str())(e)),
+        };
+        file.seek(std::io::SeekFrom::Start(range.start))
+            .await
+            .map_err(io_err(key.as_str()))?;
+        let len = range.end.saturating_sub(range.start);
+        Ok(Some(Box::pin(ReaderStream::with_capacity(
+            file.take(len),
+            64 * 1024,
+        ))))
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        match tokio::fs::remove_file(self.path_of(key.as_str())).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(key.as_str())(e)),
+        }
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StoreError> {
@@ -151,91 +220,30 @@ impl ObjectStore for FsStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use crate::store::contract;
 
-    fn key(s: &str) -> ObjectKey {
-        ObjectKey::new(s).unwrap()
-    }
-
-    #[tokio::test]
-    async fn a_created_object_reads_back() {
+    fn store() -> (tempfile::TempDir, FsStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).unwrap();
-        store
-            .create(&key("a/b.json"), Bytes::from_static(b"{}"))
-            .await
-            .unwrap();
-        assert_eq!(
-            store.get(&key("a/b.json")).await.unwrap().unwrap(),
-            Bytes::from_static(b"{}")
-        );
-        assert!(store.get(&key("a/missing")).await.unwrap().is_none());
+        (dir, store)
     }
 
     #[tokio::test]
-    async fn a_second_create_is_refused_and_keeps_the_first_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FsStore::open(dir.path()).unwrap();
-        store
-            .create(&key("x"), Bytes::from_static(b"first"))
-            .await
-            .unwrap();
-        let err = store
-            .create(&key("x"), Bytes::from_static(b"second"))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StoreError::AlreadyExists(_)), "{err}");
-        assert_eq!(
-            store.get(&key("x")).await.unwrap().unwrap(),
-            Bytes::from_static(b"first")
-        );
+    async fn the_local_directory_meets_the_store_contract() {
+        let (_dir, store) = store();
+        contract::run_all(&store).await;
     }
 
     #[tokio::test]
-    async fn exactly_one_of_many_concurrent_creates_wins() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(FsStore::open(dir.path()).unwrap());
-        let tasks: Vec<_> = (0..16)
-            .map(|i| {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    store
-                        .create(&key("race/one"), Bytes::from(format!("{i}")))
-                        .await
-                })
-            })
-            .collect();
-        let mut wins = 0;
-        for t in tasks {
-            match t.await.unwrap() {
-                Ok(()) => wins += 1,
-                Err(StoreError::AlreadyExists(_)) => {}
-                Err(e) => panic!("{e}"),
-            }
-        }
-        assert_eq!(wins, 1);
-        assert_eq!(
-            store.list("race/").await.unwrap().len(),
-            1,
-            "no temp file may be listed"
-        );
-    }
-
-    #[tokio::test]
-    async fn listing_filters_by_prefix_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FsStore::open(dir.path()).unwrap();
-        for k in ["c/2", "c/1", "c/sub/3", "d/1", "cx/1"] {
-            store.create(&key(k), Bytes::new()).await.unwrap();
-        }
-        let listed: Vec<_> = store
-            .list("c/")
-            .await
+    async fn no_temp_file_is_left_after_a_refused_create() {
+        let (dir, store) = store();
+        let key = ObjectKey::new("a/b").unwrap();
+        store.create(&key, Bytes::from_static(b"1")).await.unwrap();
+        assert!(store.create(&key, Bytes::from_static(b"2")).await.is_err());
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("a"))
             .unwrap()
-            .into_iter()
-            .map(|k| k.to_string())
+            .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(listed, ["c/1", "c/2", "c/sub/3"]);
-        assert!(store.list("nothing/").await.unwrap().is_empty());
+        assert_eq!(names, ["b"]);
     }
 }

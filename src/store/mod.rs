@@ -1,11 +1,17 @@
 //! Durable storage of every fact callproof keeps, behind one `ObjectStore` trait.
 //! Backends: a local directory (`fs`, the default); S3 joins behind the same trait.
 
+pub mod contract;
 mod fs;
 mod key;
 
+use std::ops::Range;
+use std::path::Path;
+use std::pin::Pin;
+
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::Stream;
 
 pub use fs::FsStore;
 pub use key::ObjectKey;
@@ -27,6 +33,16 @@ pub enum StoreError {
     },
 }
 
+/// A stream of an object's bytes, read as it is sent.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// What the store knows of an object without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Size in bytes.
+    pub size: u64,
+}
+
 /// A store of immutable objects under server-made keys.
 ///
 /// Every fact is written once with [`ObjectStore::create`]; nothing is ever
@@ -40,8 +56,27 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Reads a whole object, or `None` when there is none under `key`.
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StoreError>;
 
+    /// Writes the contents of a local file under `key`, write-once and atomic
+    /// like [`ObjectStore::create`], streaming: memory does not grow with the size.
+    async fn create_file(&self, key: &ObjectKey, path: &Path) -> Result<(), StoreError>;
+
+    /// The object's size, or `None` when there is none under `key`.
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError>;
+
+    /// Streams bytes `range` (end exclusive, clamped to the object) of an
+    /// object, or `None` when there is none under `key`.
+    async fn read_range(
+        &self,
+        key: &ObjectKey,
+        range: Range<u64>,
+    ) -> Result<Option<ByteStream>, StoreError>;
+
     /// Lists the keys that start with `prefix`, in lexical order.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError>;
+
+    /// Removes a bookkeeping object (a job or a marker); never used on evidence.
+    /// Removing a missing key is not an error.
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
 
     /// One line for logs: which backend, where.
     fn describe(&self) -> String;
