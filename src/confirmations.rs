@@ -343,17 +343,20 @@ impl Confirmations {
             .await
     }
 
-    /// Claims the request for a call; the first call wins for good.
+    /// Claims the request for a call; the first call wins for good. The call
+    /// is mapped back to the request whenever it holds the claim, so a mapping
+    /// lost to a crash is written again when the provider retries.
     pub async fn claim_call(
         &self,
         id: &ConfirmationId,
         claim: CallClaim,
     ) -> Result<Written<CallClaim>, RepoError> {
+        let call_sid = claim.call_sid.clone();
         let written = self
             .create_or_existing(key(format!("{}call.json", Self::prefix(id))), claim)
             .await?;
-        if let Written::New(c) = &written {
-            let map = key(format!("calls/{}.json", digest_id(&c.call_sid)));
+        if written.clone().into_inner().call_sid == call_sid {
+            let map = key(format!("calls/{}/{id}.json", digest_id(&call_sid)));
             self.create(
                 map,
                 &CallMapping {
@@ -371,12 +374,20 @@ impl Confirmations {
             .await
     }
 
-    /// The request a provider call id belongs to, if it entered the flow.
-    pub async fn by_call_sid(&self, call_sid: &str) -> Result<Option<ConfirmationId>, RepoError> {
-        let m: Option<CallMapping> = self
-            .read(&key(format!("calls/{}.json", digest_id(call_sid))))
-            .await?;
-        Ok(m.map(|m| m.confirmation_id))
+    /// Every request a provider call held (a call an agent sends through the
+    /// flow twice holds two).
+    pub async fn by_call_sid(&self, call_sid: &str) -> Result<Vec<ConfirmationId>, RepoError> {
+        let mut ids = Vec::new();
+        for k in self
+            .store
+            .list(&format!("calls/{}/", digest_id(call_sid)))
+            .await?
+        {
+            if let Some(m) = self.read::<CallMapping>(&k).await? {
+                ids.push(m.confirmation_id);
+            }
+        }
+        Ok(ids)
     }
 
     /// Records the answer to question `event.step`; a replay gets the first answer back.

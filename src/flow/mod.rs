@@ -101,6 +101,15 @@ pub enum Notice {
     Error,
 }
 
+/// Where an answer leads, before anything is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Ask the question of this state.
+    Ask(StepState),
+    /// The dialogue ends with this outcome.
+    End(Outcome),
+}
+
 /// What an answer leads to.
 #[derive(Debug, Clone)]
 pub struct Next {
@@ -292,53 +301,72 @@ impl Flow<'_> {
     }
 
     /// Where the answer `label` to the question of `state` leads.
-    pub fn next(&self, state: &StepState, label: ConsentLabel) -> Next {
+    pub fn transition(&self, state: &StepState, label: ConsentLabel) -> Transition {
         let step = state.step + 1;
         match label {
-            ConsentLabel::Affirm => self.finish(Outcome::Confirmed),
-            ConsentLabel::Deny => self.finish(Outcome::Declined),
-            ConsentLabel::Repeat if state.repeats < MAX_REPEATS => Next {
-                outcome: None,
-                response: self.ask(StepState {
-                    step,
-                    repeats: state.repeats + 1,
-                    preface: Preface::Repeat,
-                    ..*state
-                }),
-            },
+            ConsentLabel::Affirm => Transition::End(Outcome::Confirmed),
+            ConsentLabel::Deny => Transition::End(Outcome::Declined),
+            ConsentLabel::Repeat if state.repeats < MAX_REPEATS => Transition::Ask(StepState {
+                step,
+                repeats: state.repeats + 1,
+                preface: Preface::Repeat,
+                ..*state
+            }),
             ConsentLabel::Agent if self.agent_number.is_some() => {
-                self.finish(Outcome::TransferredToAgent)
+                Transition::End(Outcome::TransferredToAgent)
             }
             ConsentLabel::Agent => self.miss(state, Preface::NoAgent),
             ConsentLabel::Repeat | ConsentLabel::Unclear => self.miss(state, Preface::Retry),
         }
     }
 
-    fn miss(&self, state: &StepState, preface: Preface) -> Next {
+    fn miss(&self, state: &StepState, preface: Preface) -> Transition {
         let misses = state.misses + 1;
         if misses >= MAX_MISSES {
-            return match self.agent_number {
-                Some(_) => self.finish(Outcome::TransferredToAgent),
-                None => self.finish(Outcome::NoAnswer),
-            };
+            return Transition::End(match self.agent_number {
+                Some(_) => Outcome::TransferredToAgent,
+                None => Outcome::NoAnswer,
+            });
         }
-        Next {
-            outcome: None,
-            response: self.ask(StepState {
-                step: state.step + 1,
-                misses,
-                repeats: state.repeats,
-                keypad_only: misses >= KEYPAD_AFTER_MISSES,
-                preface,
-            }),
+        Transition::Ask(StepState {
+            step: state.step + 1,
+            misses,
+            repeats: state.repeats,
+            keypad_only: misses >= KEYPAD_AFTER_MISSES,
+            preface,
+        })
+    }
+
+    /// Where the answer `label` to the question of `state` leads, rendered.
+    pub fn next(&self, state: &StepState, label: ConsentLabel) -> Next {
+        match self.transition(state, label) {
+            Transition::Ask(s) => Next {
+                outcome: None,
+                response: self.ask(s),
+            },
+            Transition::End(outcome) => Next {
+                outcome: Some(outcome),
+                response: self.ending(outcome),
+            },
         }
     }
 
-    fn finish(&self, outcome: Outcome) -> Next {
-        Next {
-            outcome: Some(outcome),
-            response: self.ending(outcome),
+    /// Where the stored answers, in question order, have led: a call that
+    /// comes back to the transfer URL continues from there.
+    pub fn replay(&self, labels: impl IntoIterator<Item = ConsentLabel>) -> Transition {
+        let mut state = StepState::default();
+        for label in labels {
+            match self.transition(&state, label) {
+                Transition::Ask(s) => state = s,
+                end @ Transition::End(_) => return end,
+            }
         }
+        Transition::Ask(state)
+    }
+
+    /// The question of `state` alone (the recording is already running).
+    pub fn question(&self, state: StepState) -> Response {
+        self.ask(state)
     }
 
     /// What the caller hears when the dialogue ends with `outcome`.
@@ -390,5 +418,168 @@ pub fn notice(
             )
             .dial(Dial::new(n.as_str())),
         _ => Response::new().say(say).hangup(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::confirmations::Customer;
+    use crate::domain::{ChangeItem, ChangeKind, ConfirmationNumber, Locale};
+    use crate::flow::prompts::Prompts;
+    use ConsentLabel::*;
+
+    fn request() -> ConfirmationRequest {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        ConfirmationRequest {
+            id: ConfirmationId::generate(),
+            confirmation_number: ConfirmationNumber::generate(),
+            account_id: "ACC-1001".into(),
+            kind: ChangeKind::Plan,
+            change: vec![
+                ChangeItem::new(0, "plan", None, Some("Basic"), Some("Plus"), false).unwrap(),
+            ],
+            customer: Customer {
+                name: "Dana".into(),
+                phone: "+15551230001".parse().unwrap(),
+            },
+            agent_id: "agent-7".into(),
+            locale: Locale::EnUs,
+            callback_url: None,
+            created_at: now,
+            expires_at: now + Duration::minutes(30),
+        }
+    }
+
+    fn with_flow<T>(agent: Option<&PhoneNumber>, f: impl FnOnce(&Flow<'_>) -> T) -> T {
+        let prompts = Prompts::builtin().unwrap();
+        let signer = TokenSigner::new("a-secret-of-some-length-0123456789");
+        let req = request();
+        let flow = Flow {
+            request: &req,
+            prompts: prompts.locale(Locale::EnUs),
+            links: Links {
+                base: "https://cp.example.com",
+                signer: &signer,
+                now: req.created_at,
+                step_ttl: Duration::minutes(15),
+                recording_ttl: Duration::days(1),
+            },
+            agent_number: agent,
+            gather_timeout_secs: 6,
+        };
+        f(&flow)
+    }
+
+    #[test]
+    fn only_an_affirm_confirms_whatever_came_before() {
+        with_flow(None, |flow| {
+            for before in [vec![], vec![Repeat], vec![Unclear], vec![Agent, Unclear]] {
+                let mut labels = before.clone();
+                labels.push(Affirm);
+                assert_eq!(
+                    flow.replay(labels),
+                    Transition::End(Outcome::Confirmed),
+                    "{before:?}"
+                );
+            }
+            for label in [Deny, Repeat, Agent, Unclear] {
+                assert_ne!(flow.replay([label]), Transition::End(Outcome::Confirmed));
+            }
+        });
+    }
+
+    #[test]
+    fn two_misses_switch_to_the_keypad_and_the_third_ends_without_an_agent() {
+        with_flow(None, |flow| {
+            let Transition::Ask(s) = flow.replay([Unclear]) else {
+                panic!()
+            };
+            assert!(!s.keypad_only);
+            let Transition::Ask(s) = flow.replay([Unclear, Agent]) else {
+                panic!()
+            };
+            assert!(s.keypad_only, "asking for a missing agent counts as a miss");
+            assert_eq!(s.preface, Preface::NoAgent);
+            assert_eq!(
+                flow.replay([Unclear, Agent, Unclear]),
+                Transition::End(Outcome::NoAnswer)
+            );
+        });
+    }
+
+    #[test]
+    fn with_an_agent_the_third_miss_transfers() {
+        let agent: PhoneNumber = "+15550009999".parse().unwrap();
+        with_flow(Some(&agent), |flow| {
+            assert_eq!(
+                flow.replay([Unclear, Unclear, Unclear]),
+                Transition::End(Outcome::TransferredToAgent)
+            );
+            assert_eq!(
+                flow.replay([Agent]),
+                Transition::End(Outcome::TransferredToAgent)
+            );
+        });
+    }
+
+    #[test]
+    fn repeats_beyond_the_limit_count_as_misses() {
+        with_flow(None, |flow| {
+            let Transition::Ask(s) = flow.replay([Repeat, Repeat, Repeat]) else {
+                panic!()
+            };
+            assert_eq!((s.repeats, s.misses, s.step), (3, 0, 3));
+            let Transition::Ask(s) = flow.replay([Repeat, Repeat, Repeat, Repeat]) else {
+                panic!()
+            };
+            assert_eq!((s.repeats, s.misses), (3, 1));
+            assert_eq!(s.preface, Preface::Retry);
+        });
+    }
+
+    #[test]
+    fn the_keypad_question_accepts_no_speech() {
+        with_flow(None, |flow| {
+            let Transition::Ask(s) = flow.replay([Unclear, Unclear]) else {
+                panic!()
+            };
+            let xml = flow.question(s).to_xml();
+            assert!(
+                xml.contains(r#"input="dtmf""#) && !xml.contains("speechTimeout"),
+                "{xml}"
+            );
+            assert!(xml.contains("Please use your keypad"), "{xml}");
+        });
+    }
+
+    #[test]
+    fn the_opening_records_both_tracks_and_asks_one_question() {
+        with_flow(None, |flow| {
+            let xml = flow.opening().to_xml();
+            assert_eq!(xml.matches("<Gather").count(), 1);
+            assert!(
+                xml.contains(r#"channels="dual""#) && xml.contains(r#"track="both""#),
+                "{xml}"
+            );
+            assert!(
+                xml.contains("https://cp.example.com/voice/recording?t="),
+                "{xml}"
+            );
+            assert!(xml.contains("Plan: from Basic, to Plus."), "{xml}");
+        });
+    }
+
+    #[test]
+    fn the_confirmed_ending_reads_the_number_and_hangs_up_without_asking() {
+        with_flow(None, |flow| {
+            let xml = flow.ending(Outcome::Confirmed).to_xml();
+            assert!(
+                xml.contains(&flow.request.confirmation_number.spoken()),
+                "{xml}"
+            );
+            assert!(xml.ends_with("<Hangup /></Response>"), "{xml}");
+            assert!(!xml.contains("<Gather"));
+        });
     }
 }

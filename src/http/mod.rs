@@ -66,8 +66,9 @@ impl AppState {
         let key = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
             .ok_or(ApiError::Unauthorized)?;
         let role = self.keys.role_of(key).ok_or(ApiError::Unauthorized)?;
         if role.may(needed) {

@@ -5,8 +5,11 @@
 //! webhook is accepted it always answers TwiML, an apology if anything failed.
 
 use axum::body::Bytes;
+use std::future::Future;
+use std::time::Duration as StdDuration;
+
 use axum::extract::{OriginalUri, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use time::{Duration, OffsetDateTime};
 
@@ -19,7 +22,7 @@ use crate::confirmations::{
 use crate::domain::{Locale, PhoneNumber};
 use crate::flow::consent::{classify_digits, ConsentLabel};
 use crate::flow::token::{FlowToken, Purpose, StepState};
-use crate::flow::{notice, Flow, Links, Notice};
+use crate::flow::{notice, Flow, Links, Notice, Transition};
 use crate::provider::{CallInfo, CallStatusEvent, GatherResult, Params, RecordingEvent};
 use crate::twiml;
 
@@ -126,12 +129,7 @@ fn malformed(e: impl std::fmt::Display) -> Failure {
 }
 
 /// The transfer URL: claims the request for this call, starts recording, asks.
-pub async fn start(
-    State(s): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn start_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let now = OffsetDateTime::now_utc();
     let result = async {
         let (params, token) = s.accept(&uri, &headers, &body, Purpose::Start, now)?;
@@ -161,22 +159,39 @@ pub async fn start(
                 .map(|p| p.masked()),
             started_at: now,
         };
-        match s
-            .confirmations
-            .claim_call(id, claim)
-            .await
-            .map_err(internal(request.locale))?
-        {
-            Written::New(_) => tracing::info!(confirmation = %id, "call entered the flow"),
+        let flow = s.flow(&request, now);
+        match s.confirmations.claim_call(id, claim).await.map_err(internal(request.locale))? {
+            Written::New(_) => {
+                tracing::info!(confirmation = %id, "call entered the flow");
+                Ok(flow.opening())
+            }
             Written::Existing(c) if c.call_sid == call.call_sid => {
-                tracing::info!(confirmation = %id, "transfer URL requested again by the same call")
+                // The same call came back (a retry, or a second transfer):
+                // continue after the answers already given, recording already on.
+                let view = s.confirmations.view(id).await.map_err(internal(request.locale))?;
+                let labels = view.map(|v| v.events.into_iter().map(|e| e.label).collect::<Vec<_>>()).unwrap_or_default();
+                tracing::info!(confirmation = %id, answers = labels.len(), "same call at the transfer URL again; resuming");
+                match flow.replay(labels) {
+                    Transition::Ask(state) => Ok(flow.question(state)),
+                    Transition::End(outcome) => {
+                        let fact = OutcomeFact {
+                            outcome,
+                            call_sid: Some(call.call_sid.clone()),
+                            at: now,
+                        };
+                        let stored = s.confirmations.set_outcome(id, fact).await.map_err(internal(request.locale))?;
+                        if let Written::New(f) = &stored {
+                            s.notifier.outcome(&request, f);
+                        }
+                        Ok(flow.ending(stored.into_inner().outcome))
+                    }
+                }
             }
             Written::Existing(_) => {
                 tracing::warn!(confirmation = %id, "transfer URL used by a second call; refused");
-                return Ok(notice(prompts, Notice::InUse, None));
+                Ok(notice(prompts, Notice::InUse, None))
             }
         }
-        Ok(s.flow(&request, now).opening())
     }
     .await;
     finish(&s, result)
@@ -209,12 +224,7 @@ fn understand(
 }
 
 /// The action of a consent question: records the answer once, then moves on.
-pub async fn answer(
-    State(s): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn answer_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let now = OffsetDateTime::now_utc();
     let result = async {
         let (params, token) = s.accept(&uri, &headers, &body, Purpose::Answer, now)?;
@@ -276,7 +286,9 @@ pub async fn answer(
                 s.notifier.outcome(&request, &f);
                 next.response
             }
-            Written::Existing(f) => flow.ending(f.outcome),
+            // Another ending won the race (say, a hang-up): tell the caller it is settled.
+            Written::Existing(f) if f.outcome == outcome => flow.ending(f.outcome),
+            Written::Existing(_) => notice(flow.prompts, Notice::AlreadyDone, None),
         })
     }
     .await;
@@ -284,12 +296,7 @@ pub async fn answer(
 }
 
 /// The call status callback: a call that ends before an outcome is `abandoned`.
-pub async fn status(
-    State(s): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn status_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let params = match webhook::verify(&s, &uri, &headers, &body) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
@@ -302,22 +309,24 @@ pub async fn status(
         return StatusCode::NO_CONTENT.into_response();
     }
     let result: Result<(), RepoError> = async {
-        let Some(id) = s.confirmations.by_call_sid(&event.call_sid).await? else {
+        let ids = s.confirmations.by_call_sid(&event.call_sid).await?;
+        if ids.is_empty() {
             tracing::debug!(status = %event.status, "status of a call that never entered the flow");
-            return Ok(());
-        };
-        if s.confirmations.outcome(&id).await?.is_some() {
-            return Ok(());
         }
-        let fact = OutcomeFact {
-            outcome: Outcome::Abandoned,
-            call_sid: Some(event.call_sid.clone()),
-            at: OffsetDateTime::now_utc(),
-        };
-        if let Written::New(f) = s.confirmations.set_outcome(&id, fact).await? {
-            tracing::info!(confirmation = %id, call_status = %event.status, "caller left before answering: abandoned");
-            if let Some(request) = s.confirmations.request(&id).await? {
-                s.notifier.outcome(&request, &f);
+        for id in ids {
+            if s.confirmations.outcome(&id).await?.is_some() {
+                continue;
+            }
+            let fact = OutcomeFact {
+                outcome: Outcome::Abandoned,
+                call_sid: Some(event.call_sid.clone()),
+                at: OffsetDateTime::now_utc(),
+            };
+            if let Written::New(f) = s.confirmations.set_outcome(&id, fact).await? {
+                tracing::info!(confirmation = %id, call_status = %event.status, "caller left before answering: abandoned");
+                if let Some(request) = s.confirmations.request(&id).await? {
+                    s.notifier.outcome(&request, &f);
+                }
             }
         }
         Ok(())
@@ -334,12 +343,7 @@ pub async fn status(
 }
 
 /// The recording status callback: keeps the provider's notice, once per recording.
-pub async fn recording(
-    State(s): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn recording_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let now = OffsetDateTime::now_utc();
     let result: Result<(), Failure> = async {
         let (params, token) = s.accept(&uri, &headers, &body, Purpose::Recording, now)?;
@@ -374,4 +378,85 @@ pub async fn recording(
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
     }
+}
+
+/// Runs a webhook's work in its own task under the webhook deadline. The work
+/// is never cut off part-way: past the deadline the provider gets `late`
+/// (an apology, or a 503 it may retry) while the work still finishes.
+async fn guarded<Fut>(s: AppState, work: Fut, late: fn(&AppState) -> Response) -> Response
+where
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    let deadline = StdDuration::from_secs(s.config.webhook_deadline_secs);
+    match tokio::time::timeout(deadline, tokio::spawn(work)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "webhook handler failed");
+            late(&s)
+        }
+        Err(_) => {
+            tracing::warn!(
+                deadline_secs = deadline.as_secs(),
+                "webhook passed its deadline; answering now, the work goes on"
+            );
+            late(&s)
+        }
+    }
+}
+
+fn apology(s: &AppState) -> Response {
+    twiml_response(&notice(
+        s.prompts.locale(Locale::EnUs),
+        Notice::Error,
+        s.config.agent_number.as_ref(),
+    ))
+}
+
+fn retry_later(_: &AppState) -> Response {
+    StatusCode::SERVICE_UNAVAILABLE.into_response()
+}
+
+/// `POST /voice/start`: see [`start_work`].
+pub async fn start(
+    State(s): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    guarded(s.clone(), start_work(s, uri, headers, body), apology).await
+}
+
+/// `POST /voice/answer`: see [`answer_work`].
+pub async fn answer(
+    State(s): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    guarded(s.clone(), answer_work(s, uri, headers, body), apology).await
+}
+
+/// `POST /voice/status`: see [`status_work`].
+pub async fn status(
+    State(s): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    guarded(s.clone(), status_work(s, uri, headers, body), retry_later).await
+}
+
+/// `POST /voice/recording`: see [`recording_work`].
+pub async fn recording(
+    State(s): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    guarded(
+        s.clone(),
+        recording_work(s, uri, headers, body),
+        retry_later,
+    )
+    .await
 }

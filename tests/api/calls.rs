@@ -317,18 +317,16 @@ async fn the_outcome_is_posted_to_the_callback_url() {
 }
 
 #[tokio::test]
-async fn the_recording_callback_is_accepted_and_kept_once() {
+async fn after_two_misses_speech_is_not_taken_even_a_clear_yes() {
     let app = spawn_app().await;
     let created = app.create(&billing_request()).await;
-    let report = app
-        .call(created["transfer_url"].as_str().unwrap(), &["press:1"])
-        .await;
-    assert_eq!(report.recording_callback_status, Some(204));
-    assert!(report.recording_sid.is_some());
-    let dir = app
-        .data_dir
-        .join("store/confirmations")
-        .join(created["id"].as_str().unwrap())
-        .join("recordings");
-    assert_eq!(std::fs::read_dir(dir).unwrap().count(), 1);
+    app.call(
+        created["transfer_url"].as_str().unwrap(),
+        &["silence", "silence", "say:yes I confirm"],
+    )
+    .await;
+    let view = app.confirmation(created["id"].as_str().unwrap()).await;
+    assert_eq!(view["status"], "no_answer");
+    assert_eq!(view["events"][2]["input_type"], "speech");
+    assert_eq!(view["events"][2]["label"], "unclear");
 }

@@ -124,19 +124,24 @@ async fn an_expired_or_tampered_flow_token_gets_403_and_changes_nothing() {
         .await;
     assert_eq!(resp.status().as_u16(), 403);
 
-    // Flip one character of the token's payload.
+    // A well-formed payload with one field changed, under the original MAC.
     let token = answer.split("t=").nth(1).unwrap();
-    let mut chars: Vec<char> = token.chars().collect();
-    chars[3] = if chars[3] == 'A' { 'B' } else { 'A' };
-    let tampered = format!(
-        "{}/voice/answer?t={}",
-        app.base,
-        chars.into_iter().collect::<String>()
-    );
+    let (payload, mac) = token.split_once('.').unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut content: FlowToken = serde_json::from_slice(&b64.decode(payload).unwrap()).unwrap();
+    content.state.step += 1;
+    let forged = b64.encode(serde_json::to_vec(&content).unwrap());
+    let tampered = format!("{}/voice/answer?t={forged}.{mac}", app.base);
     let resp = app
         .webhook(&tampered, &call_params(&[("Digits", "1")]), AUTH_TOKEN)
         .await;
     assert_eq!(resp.status().as_u16(), 403);
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("signature does not match"));
 
     // A token made with another secret, and a start token used as an answer token.
     let other = callproof::flow::token::TokenSigner::new("another-secret-another-secret-0000000");
@@ -222,8 +227,236 @@ async fn a_replayed_consent_webhook_adds_no_second_event_and_hears_the_same_endi
         "{first}"
     );
     assert_eq!(first, second);
+    // A replay with other digits changes nothing either.
+    let other = app
+        .webhook(&answer, &call_params(&[("Digits", "2")]), AUTH_TOKEN)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(first, other);
     assert_eq!(event_count(&app, &id).await, 1);
     assert_eq!(app.confirmation(&id).await["status"], "confirmed");
+}
+
+#[tokio::test]
+async fn concurrent_replays_of_one_answer_store_one_event_and_one_outcome() {
+    let app = spawn_app().await;
+    let (id, answer) = started(&app).await;
+    let replies =
+        futures_util::future::join_all(["1", "2", "1", "2", "1", "2", "1", "2"].map(|d| {
+            let (app, answer) = (&app, &answer);
+            async move {
+                let params = [
+                    ("AccountSid", ACCOUNT_SID),
+                    ("CallSid", CALL),
+                    ("Digits", d),
+                ];
+                app.webhook(answer, &params, AUTH_TOKEN).await
+            }
+        }))
+        .await;
+    assert!(replies.iter().all(|r| r.status().as_u16() == 200));
+    let view = app.confirmation(&id).await;
+    assert_eq!(view["events"].as_array().unwrap().len(), 1);
+    let label = view["events"][0]["label"].as_str().unwrap();
+    let expected = if label == "affirm" {
+        "confirmed"
+    } else {
+        "declined"
+    };
+    assert_eq!(
+        view["status"], expected,
+        "the outcome follows the one stored answer"
+    );
+}
+
+#[tokio::test]
+async fn a_call_that_comes_back_to_the_transfer_url_continues_where_it_was() {
+    let app = spawn_app().await;
+    let created = app.create(&billing_request()).await;
+    let url = created["transfer_url"].as_str().unwrap();
+    let first = app
+        .webhook(url, &call_params(&[]), AUTH_TOKEN)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let reply = app
+        .webhook(
+            &gather_action(&first),
+            &call_params(&[("Digits", "9")]),
+            AUTH_TOKEN,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(reply.contains("Here it is again."));
+    // The call is sent to the transfer URL again: no second recording, the next question.
+    let again = app
+        .webhook(url, &call_params(&[]), AUTH_TOKEN)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!again.contains("<Recording"), "{again}");
+    assert!(again.contains("Here it is again."), "{again}");
+    let end = app
+        .webhook(
+            &gather_action(&again),
+            &call_params(&[("Digits", "2")]),
+            AUTH_TOKEN,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(end.contains("No change has been made"), "{end}");
+    let view = app.confirmation(created["id"].as_str().unwrap()).await;
+    let labels: Vec<_> = view["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["label"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(labels, ["repeat", "deny"]);
+    assert_eq!(view["status"], "declined");
+}
+
+#[tokio::test]
+async fn one_call_through_two_requests_abandons_both_when_it_hangs_up() {
+    let app = spawn_app().await;
+    let a = app.create(&billing_request()).await;
+    let b = app.create(&billing_request()).await;
+    for created in [&a, &b] {
+        let r = app
+            .webhook(
+                created["transfer_url"].as_str().unwrap(),
+                &call_params(&[]),
+                AUTH_TOKEN,
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let status = format!("{}/voice/status", app.base);
+    let r = app
+        .webhook(
+            &status,
+            &[
+                ("AccountSid", ACCOUNT_SID),
+                ("CallSid", CALL),
+                ("CallStatus", "completed"),
+            ],
+            AUTH_TOKEN,
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 204);
+    for created in [&a, &b] {
+        assert_eq!(
+            app.confirmation(created["id"].as_str().unwrap()).await["status"],
+            "abandoned"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_internal_failure_answers_an_apology_in_twiml_not_an_error() {
+    let app = spawn_app().await;
+    let (id, answer) = started(&app).await;
+    std::fs::remove_file(
+        app.data_dir
+            .join("store/confirmations")
+            .join(&id)
+            .join("request.json"),
+    )
+    .unwrap();
+    let resp = app
+        .webhook(&answer, &call_params(&[("Digits", "1")]), AUTH_TOKEN)
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/xml"));
+    let xml = resp.text().await.unwrap();
+    assert!(
+        xml.contains("something went wrong") && xml.contains("<Hangup />"),
+        "{xml}"
+    );
+}
+
+#[tokio::test]
+async fn a_forged_or_foreign_recording_callback_is_refused() {
+    let app = spawn_app().await;
+    let created = app.create(&billing_request()).await;
+    let first = app
+        .webhook(
+            created["transfer_url"].as_str().unwrap(),
+            &call_params(&[]),
+            AUTH_TOKEN,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let doc = callproof::simulate::doc::parse(&first).unwrap();
+    let callback = doc.children[0].children[0]
+        .attr("recordingStatusCallback")
+        .unwrap()
+        .to_owned();
+    let params = [
+        ("AccountSid", ACCOUNT_SID),
+        ("CallSid", CALL),
+        ("RecordingSid", "RE11111111111111111111111111111111"),
+        ("RecordingUrl", "http://127.0.0.1:9/rec"),
+        ("RecordingStatus", "completed"),
+    ];
+    assert_eq!(
+        app.webhook(&callback, &params, "forged-forged-forged-forged-0000")
+            .await
+            .status()
+            .as_u16(),
+        403
+    );
+    let mut other_call = params;
+    other_call[1] = ("CallSid", "CA33333333333333333333333333333333");
+    assert_eq!(
+        app.webhook(&callback, &other_call, AUTH_TOKEN)
+            .await
+            .status()
+            .as_u16(),
+        403
+    );
+    let answer_token_url = gather_action(&first).replace("/voice/answer", "/voice/recording");
+    assert_eq!(
+        app.webhook(&answer_token_url, &params, AUTH_TOKEN)
+            .await
+            .status()
+            .as_u16(),
+        403
+    );
+    // The genuine callback, twice: accepted both times, kept once.
+    assert_eq!(
+        app.webhook(&callback, &params, AUTH_TOKEN)
+            .await
+            .status()
+            .as_u16(),
+        204
+    );
+    assert_eq!(
+        app.webhook(&callback, &params, AUTH_TOKEN)
+            .await
+            .status()
+            .as_u16(),
+        204
+    );
+    let dir = app
+        .data_dir
+        .join("store/confirmations")
+        .join(created["id"].as_str().unwrap())
+        .join("recordings");
+    assert_eq!(std::fs::read_dir(dir).unwrap().count(), 1);
 }
 
 #[tokio::test]
