@@ -35,6 +35,86 @@ enum Command {
         #[command(subcommand)]
         command: ConsentCommand,
     },
+    /// Search, read and download voice confirmation records (compliance role).
+    Records(RecordsArgs),
+}
+
+#[derive(Debug, Args)]
+struct RecordsArgs {
+    /// The callproof server.
+    #[arg(
+        long,
+        env = "CALLPROOF_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    /// A compliance or admin API key [default: the compliance key of the data directory's development credentials].
+    #[arg(long, env = "CALLPROOF_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Data directory holding dev-credentials.toml.
+    #[arg(long, env = "CALLPROOF_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: RecordsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum RecordsCommand {
+    /// List records, newest first, filtered.
+    List {
+        /// Only this account.
+        #[arg(long)]
+        account_id: Option<String>,
+        /// Only this customer phone (E.164).
+        #[arg(long)]
+        phone: Option<String>,
+        /// Only this kind of change.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only this outcome: confirmed, declined, no_answer, transferred_to_agent, abandoned.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Requested on or after this date (2026-11-23) or time (RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// Requested on or before this date, or before this time.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this confirmation number.
+        #[arg(long)]
+        confirmation_number: Option<String>,
+        /// Records per page.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Follow every page instead of stopping after the first.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one record as JSON.
+    Show {
+        /// Record id (the confirmation id).
+        id: String,
+        /// A specific version [default: the newest].
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Download a record's audio and check its SHA-256 against the record.
+    Fetch {
+        /// Record id (the confirmation id).
+        id: String,
+        /// The provider's original bytes instead of the archival WAV.
+        #[arg(long)]
+        original: bool,
+        /// A specific version [default: the newest].
+        #[arg(long)]
+        version: Option<u32>,
+        /// Output file [default: <id>.wav, or <id>-original.<format>].
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -87,7 +167,7 @@ struct SimulateArgs {
     #[arg(long, default_value = "+15557654321")]
     to: String,
     /// Seconds to keep serving the recording after the call, until the server fetches it.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 30)]
     linger_secs: u64,
     /// Never ask the terminal; hang up when the scripted answers run out.
     #[arg(long)]
@@ -130,6 +210,7 @@ pub fn main() -> ExitCode {
                     min_confidence,
                 },
         } => classify(&locale, &kind, min_confidence),
+        Command::Records(args) => runtime().and_then(|rt| rt.block_on(records_cmd(args))),
     };
     match result {
         Ok(code) => code,
@@ -314,4 +395,221 @@ fn classify(locale: &str, kind: &str, min_confidence: f32) -> anyhow::Result<Exi
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn api_key(args: &RecordsArgs) -> anyhow::Result<String> {
+    if let Some(k) = &args.api_key {
+        return Ok(k.clone());
+    }
+    let dev = auth::read_dev_credentials(&args.data_dir)?.with_context(|| {
+        format!(
+            "no API key: pass --api-key or CALLPROOF_API_KEY (a compliance key), or --data-dir where {} is",
+            auth::dev_credentials_path(&args.data_dir).display()
+        )
+    })?;
+    auth::ApiKey::parse_list(&dev.api_keys)
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .find(|k| k.role == auth::Role::Compliance)
+        .map(|k| k.key)
+        .context("the development credentials hold no compliance key")
+}
+
+async fn api_get(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+) -> anyhow::Result<reqwest::Response> {
+    let resp = client
+        .get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}: is callproof serve running? (--server)"))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let body = resp.text().await.unwrap_or_default();
+    match status.as_u16() {
+        401 => anyhow::bail!(
+            "the server refused the API key (401): pass a compliance key with --api-key"
+        ),
+        403 => {
+            anyhow::bail!("this API key may not read records (403): use a compliance or admin key")
+        }
+        404 => anyhow::bail!("no such record (404)"),
+        _ => anyhow::bail!("the server answered HTTP {status}: {body}"),
+    }
+}
+
+async fn records_cmd(args: RecordsArgs) -> anyhow::Result<ExitCode> {
+    let key = api_key(&args)?;
+    let base = args.server.trim_end_matches('/');
+    let client = reqwest::Client::new();
+    match &args.command {
+        RecordsCommand::List {
+            account_id,
+            phone,
+            kind,
+            outcome,
+            from,
+            to,
+            confirmation_number,
+            limit,
+            all,
+            json,
+        } => {
+            let mut query: Vec<(&str, String)> = Vec::new();
+            for (name, value) in [
+                ("account_id", account_id),
+                ("phone", phone),
+                ("kind", kind),
+                ("outcome", outcome),
+                ("from", from),
+                ("to", to),
+                ("confirmation_number", confirmation_number),
+            ] {
+                if let Some(v) = value {
+                    query.push((name, v.clone()));
+                }
+            }
+            query.push(("limit", limit.to_string()));
+            let mut cursor: Option<String> = None;
+            let mut shown = 0usize;
+            if !json {
+                println!(
+                    "{:<32}  {:>3}  {:<10}  {:<12}  {:<13}  {:<20}  {:<12}  requested_at",
+                    "record_id", "v", "status", "number", "kind", "outcome", "account"
+                );
+            }
+            loop {
+                let mut q = query.clone();
+                if let Some(c) = &cursor {
+                    q.push(("cursor", c.clone()));
+                }
+                let qs = form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(q)
+                    .finish();
+                let page: serde_json::Value =
+                    api_get(&client, &format!("{base}/v1/records?{qs}"), &key)
+                        .await?
+                        .json()
+                        .await?;
+                for r in page["records"].as_array().into_iter().flatten() {
+                    shown += 1;
+                    if *json {
+                        println!("{r}");
+                    } else {
+                        let f = |k: &str| {
+                            r[k].as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| r[k].to_string())
+                        };
+                        println!(
+                            "{:<32}  {:>3}  {:<10}  {:<12}  {:<13}  {:<20}  {:<12}  {}",
+                            f("record_id"),
+                            f("version"),
+                            f("status"),
+                            f("confirmation_number"),
+                            f("kind"),
+                            f("outcome"),
+                            f("account_id"),
+                            f("requested_at")
+                        );
+                    }
+                }
+                cursor = page["next_cursor"].as_str().map(str::to_owned);
+                if !*all || cursor.is_none() {
+                    break;
+                }
+            }
+            if !json {
+                eprintln!(
+                    "{shown} record(s){}",
+                    if cursor.is_some() {
+                        "; more with --all"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        RecordsCommand::Show { id, version } => {
+            let v = version.map(|v| format!("?version={v}")).unwrap_or_default();
+            let record: serde_json::Value =
+                api_get(&client, &format!("{base}/v1/records/{id}{v}"), &key)
+                    .await?
+                    .json()
+                    .await?;
+            println!("{}", serde_json::to_string_pretty(&record)?);
+        }
+        RecordsCommand::Fetch {
+            id,
+            original,
+            version,
+            output,
+        } => {
+            let v = version.map(|v| format!("?version={v}")).unwrap_or_default();
+            let record: serde_json::Value =
+                api_get(&client, &format!("{base}/v1/records/{id}{v}"), &key)
+                    .await?
+                    .json()
+                    .await?;
+            let role = if *original { "original" } else { "archival" };
+            let object = record["recording"]["audio"]
+                .as_array()
+                .and_then(|a| a.iter().find(|o| o["role"] == role))
+                .with_context(|| {
+                    format!("record {id} has no {role} audio (see `callproof records show {id}`)")
+                })?;
+            let expected = object["sha256"].as_str().unwrap_or_default().to_owned();
+            let format = object["format"].as_str().unwrap_or("bin");
+            let path = output.clone().unwrap_or_else(|| {
+                PathBuf::from(if *original {
+                    format!("{id}-original.{format}")
+                } else {
+                    format!("{id}.wav")
+                })
+            });
+            let mut params = vec![format!("original={original}")];
+            if let Some(v) = version {
+                params.push(format!("version={v}"));
+            }
+            let url = format!("{base}/v1/records/{id}/audio?{}", params.join("&"));
+            let resp = api_get(&client, &url, &key).await?;
+            let bar = indicatif::ProgressBar::new(resp.content_length().unwrap_or(0));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let tmp = path.with_extension("part");
+            let mut file = std::fs::File::create(&tmp)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+            let mut stream = resp.bytes_stream();
+            use futures_util::StreamExt;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.context("the download was interrupted; run the command again")?;
+                sha2::Digest::update(&mut hasher, &chunk);
+                file.write_all(&chunk)
+                    .with_context(|| format!("cannot write {}", tmp.display()))?;
+                bar.inc(chunk.len() as u64);
+            }
+            bar.finish_and_clear();
+            file.sync_all()?;
+            let got = hex::encode(sha2::Digest::finalize(hasher));
+            if got != expected {
+                let _ = std::fs::remove_file(&tmp);
+                anyhow::bail!("the downloaded bytes do not match the record: sha256 {got}, record says {expected}");
+            }
+            std::fs::rename(&tmp, &path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!("{}  {}", got, path.display());
+            eprintln!("sha256 matches the record");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::auth::ApiKey;
 use crate::domain::PhoneNumber;
+use crate::ingest::RecordingFormat;
 
 /// One setting: its TOML key, its environment variable, its default and what it does.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +47,15 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "webhook_deadline_secs", env: "CALLPROOF_WEBHOOK_DEADLINE_SECS", default: Some("10"), help: "Seconds a provider webhook may take before the caller hears an apology (the work still finishes); keep it under the provider's own timeout (Twilio: 15)." },
     Setting { key: "prompts_dir", env: "CALLPROOF_PROMPTS_DIR", default: None, help: "Directory of prompt templates (<locale>/<kind>.txt, <locale>/phrases.toml) replacing the built-in ones." },
     Setting { key: "outcome_callback_attempts", env: "CALLPROOF_OUTCOME_CALLBACK_ATTEMPTS", default: Some("5"), help: "How many times an outcome is POSTed to a request's callback_url before giving up." },
+    Setting { key: "recording_format", env: "CALLPROOF_RECORDING_FORMAT", default: Some("wav"), help: "Format asked of the provider for call recordings: wav (lossless, both channels) or mp3 (smaller)." },
+    Setting { key: "recording_max_bytes", env: "CALLPROOF_RECORDING_MAX_BYTES", default: Some("1073741824"), help: "Largest recording downloaded, in bytes; a larger one fails its job." },
+    Setting { key: "recording_download_timeout_secs", env: "CALLPROOF_RECORDING_DOWNLOAD_TIMEOUT_SECS", default: Some("600"), help: "Time limit of one recording download attempt, in seconds." },
+    Setting { key: "recording_download_attempts", env: "CALLPROOF_RECORDING_DOWNLOAD_ATTEMPTS", default: Some("8"), help: "Download attempts per recording; 404, 429, 5xx and network errors are retried with exponential backoff." },
+    Setting { key: "recording_retry_base_ms", env: "CALLPROOF_RECORDING_RETRY_BASE_MS", default: Some("1000"), help: "First retry delay of a recording download, in milliseconds; it doubles each attempt, up to 30 s." },
+    Setting { key: "recording_wait_secs", env: "CALLPROOF_RECORDING_WAIT_SECS", default: Some("900"), help: "Seconds after a call's outcome before a record without its recording is written as incomplete." },
+    Setting { key: "archival_sample_rate", env: "CALLPROOF_ARCHIVAL_SAMPLE_RATE", default: None, help: "Sample rate of archival WAVs, in Hz; unset keeps each recording's own rate." },
+    Setting { key: "ingest_concurrency", env: "CALLPROOF_INGEST_CONCURRENCY", default: Some("2"), help: "Recordings downloaded and transcoded at once." },
+    Setting { key: "sweep_interval_secs", env: "CALLPROOF_SWEEP_INTERVAL_SECS", default: Some("30"), help: "How often overdue records and silent flows are looked for, in seconds." },
     Setting { key: "log_format", env: "CALLPROOF_LOG_FORMAT", default: Some("text"), help: "text for people, json for log pipelines." },
 ];
 
@@ -133,6 +143,15 @@ pub struct Config {
     pub webhook_deadline_secs: u64,
     pub prompts_dir: Option<PathBuf>,
     pub outcome_callback_attempts: u32,
+    pub recording_format: RecordingFormat,
+    pub recording_max_bytes: u64,
+    pub recording_download_timeout_secs: u64,
+    pub recording_download_attempts: u32,
+    pub recording_retry_base_ms: u64,
+    pub recording_wait_secs: u64,
+    pub archival_sample_rate: Option<u32>,
+    pub ingest_concurrency: usize,
+    pub sweep_interval_secs: u64,
     pub log_format: LogFormat,
 }
 
@@ -273,6 +292,34 @@ impl Config {
             webhook_deadline_secs: positive(l, "webhook_deadline_secs")?,
             prompts_dir: get(l, "prompts_dir").map(|(v, _)| PathBuf::from(v)),
             outcome_callback_attempts: positive(l, "outcome_callback_attempts")?,
+            recording_format: match get(l, "recording_format").map(|(v, s)| (v.as_str(), s)) {
+                Some(("wav", _)) | None => RecordingFormat::Wav,
+                Some(("mp3", _)) => RecordingFormat::Mp3,
+                Some((other, src)) => {
+                    return Err(bad("recording_format", other, src, "use wav or mp3"))
+                }
+            },
+            recording_max_bytes: positive(l, "recording_max_bytes")?,
+            recording_download_timeout_secs: positive(l, "recording_download_timeout_secs")?,
+            recording_download_attempts: positive(l, "recording_download_attempts")?,
+            recording_retry_base_ms: positive(l, "recording_retry_base_ms")?,
+            recording_wait_secs: positive(l, "recording_wait_secs")?,
+            archival_sample_rate: match get(l, "archival_sample_rate") {
+                None => None,
+                Some((v, src)) => match v.trim().parse::<u32>() {
+                    Ok(r) if (4000..=192_000).contains(&r) => Some(r),
+                    _ => {
+                        return Err(bad(
+                            "archival_sample_rate",
+                            v,
+                            src,
+                            "use a rate in Hz from 4000 to 192000, like 16000",
+                        ))
+                    }
+                },
+            },
+            ingest_concurrency: positive(l, "ingest_concurrency")?,
+            sweep_interval_secs: positive(l, "sweep_interval_secs")?,
             log_format,
         })
     }

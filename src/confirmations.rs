@@ -355,6 +355,9 @@ impl Confirmations {
         let written = self
             .create_or_existing(key(format!("{}call.json", Self::prefix(id))), claim)
             .await?;
+        if let Written::New(_) = &written {
+            self.create(key(format!("open/{id}")), &Marker {}).await?;
+        }
         if written.clone().into_inner().call_sid == call_sid {
             let map = key(format!("calls/{}/{id}.json", digest_id(&call_sid)));
             self.create(
@@ -416,25 +419,79 @@ impl Confirmations {
         id: &ConfirmationId,
         fact: OutcomeFact,
     ) -> Result<Written<OutcomeFact>, RepoError> {
-        self.create_or_existing(key(format!("{}outcome.json", Self::prefix(id))), fact)
-            .await
+        let written = self
+            .create_or_existing(key(format!("{}outcome.json", Self::prefix(id))), fact)
+            .await?;
+        if let Written::New(_) = &written {
+            // The record is due from now on; the flow is no longer open.
+            self.create(key(format!("pending/records/{id}")), &Marker {})
+                .await?;
+            self.close_flow(id).await?;
+        }
+        Ok(written)
     }
 
-    /// Keeps a recording callback's facts, once per recording.
-    pub async fn add_recording_notice(
+    /// Keeps when the provider reported the call over; the first report stands.
+    pub async fn mark_ended(
         &self,
         id: &ConfirmationId,
-        recording_sid: &str,
-        notice: &serde_json::Value,
-    ) -> Result<bool, RepoError> {
-        let k = key(format!(
-            "{}recordings/{}.json",
-            Self::prefix(id),
-            digest_id(recording_sid)
-        ));
-        self.create(k, notice).await
+        at: OffsetDateTime,
+    ) -> Result<(), RepoError> {
+        let k = key(format!("{}ended.json", Self::prefix(id)));
+        self.create(k, &CallEnded { at }).await.map(|_| ())
+    }
+
+    /// When the provider reported the call over, if it did.
+    pub async fn ended_at(&self, id: &ConfirmationId) -> Result<Option<OffsetDateTime>, RepoError> {
+        let e: Option<CallEnded> = self
+            .read(&key(format!("{}ended.json", Self::prefix(id))))
+            .await?;
+        Ok(e.map(|e| e.at))
+    }
+
+    async fn marker_ids(&self, prefix: &str) -> Result<Vec<ConfirmationId>, RepoError> {
+        Ok(self
+            .store
+            .list(prefix)
+            .await?
+            .iter()
+            .filter_map(|k| k.file_name().parse().ok())
+            .collect())
+    }
+
+    async fn unmark(&self, k: String) -> Result<(), RepoError> {
+        self.store.delete(&key(k)).await.map_err(Into::into)
+    }
+
+    /// Requests whose call is in the flow without an outcome (as far as known).
+    pub async fn open_flows(&self) -> Result<Vec<ConfirmationId>, RepoError> {
+        self.marker_ids("open/").await
+    }
+
+    /// Drops the open-flow marker of a request.
+    pub async fn close_flow(&self, id: &ConfirmationId) -> Result<(), RepoError> {
+        self.unmark(format!("open/{id}")).await
+    }
+
+    /// Requests with an outcome whose first record is not yet written.
+    pub async fn records_due(&self) -> Result<Vec<ConfirmationId>, RepoError> {
+        self.marker_ids("pending/records/").await
+    }
+
+    /// Drops the record-due marker of a request.
+    pub async fn record_written(&self, id: &ConfirmationId) -> Result<(), RepoError> {
+        self.unmark(format!("pending/records/{id}")).await
     }
 }
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CallEnded {
+    #[serde(with = "time::serde::rfc3339")]
+    at: OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct CallMapping {

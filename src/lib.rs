@@ -10,6 +10,7 @@
 //! - [`http`], [`server`], [`notify`]: the webhook and API server;
 //! - [`simulate`]: a telephony provider for trying and testing callproof.
 
+pub mod audio;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -17,8 +18,10 @@ pub mod confirmations;
 pub mod domain;
 pub mod flow;
 pub mod http;
+pub mod ingest;
 pub mod notify;
 pub mod provider;
+pub mod record;
 pub mod server;
 pub mod simulate;
 pub mod store;

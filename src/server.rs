@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -15,6 +16,7 @@ use crate::flow::consent::Classifier;
 use crate::flow::prompts::Prompts;
 use crate::flow::token::TokenSigner;
 use crate::http::{router, AppState, Shared};
+use crate::ingest::{Ingest, IngestSettings};
 use crate::notify::Notifier;
 use crate::store::{FsStore, ObjectStore};
 
@@ -23,6 +25,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     dev_file: DevFile,
+    jobs: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
 impl Application {
@@ -47,12 +50,31 @@ impl Application {
         let bound = listener.local_addr()?;
         let public_base = config.public_base(bound);
         tracing::info!(store = %store.describe(), public_url = %public_base, "callproof ready");
+        let notifier = Notifier::new(config.outcome_callback_attempts);
+        let settings = IngestSettings {
+            format: config.recording_format,
+            max_bytes: config.recording_max_bytes,
+            download_timeout: Duration::from_secs(config.recording_download_timeout_secs),
+            attempts: config.recording_download_attempts,
+            retry_base: Duration::from_millis(config.recording_retry_base_ms),
+            sample_rate: config.archival_sample_rate,
+            concurrency: config.ingest_concurrency,
+            recording_wait: Duration::from_secs(config.recording_wait_secs),
+            sweep_interval: Duration::from_secs(config.sweep_interval_secs),
+            flow_step_ttl: Duration::from_secs(config.flow_step_ttl_secs),
+            flow_grace: Duration::from_secs(config.webhook_deadline_secs),
+            account_sid: credentials.twilio_account_sid.clone(),
+            auth_token: credentials.twilio_auth_token.clone(),
+            work_dir: config.data_dir.join("work"),
+        };
+        let confirmations = Confirmations::new(store.clone());
+        let (ingest, jobs) = Ingest::new(store.clone(), confirmations.clone(), notifier, settings);
         let shared = Shared {
             keys: KeyRing::new(&credentials.api_keys),
             signer: TokenSigner::new(&credentials.token_secret),
             classifier: Classifier::new(config.speech_min_confidence),
-            notifier: Notifier::new(config.outcome_callback_attempts),
-            confirmations: Confirmations::new(store),
+            ingest,
+            confirmations,
             prompts,
             public_base,
             credentials,
@@ -62,6 +84,7 @@ impl Application {
             listener,
             state: AppState(Arc::new(shared)),
             dev_file,
+            jobs,
         })
     }
 
@@ -92,6 +115,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.state.ingest.start(self.jobs);
         let app = router(self.state.clone());
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)

@@ -3,6 +3,7 @@
 
 mod api;
 mod error;
+mod records;
 mod voice;
 mod webhook;
 
@@ -23,7 +24,7 @@ use crate::flow::consent::Classifier;
 use crate::flow::prompts::Prompts;
 use crate::flow::token::TokenSigner;
 use crate::flow::{ANSWER_PATH, RECORDING_PATH, START_PATH, STATUS_PATH};
-use crate::notify::Notifier;
+use crate::ingest::Ingest;
 
 pub use error::ApiError;
 
@@ -49,8 +50,8 @@ pub struct Shared {
     pub signer: TokenSigner,
     /// Public base URL, no trailing slash.
     pub public_base: String,
-    /// Outcome callbacks.
-    pub notifier: Notifier,
+    /// Recording ingest, record completion, outcome callbacks.
+    pub ingest: Ingest,
 }
 
 impl std::ops::Deref for AppState {
@@ -87,6 +88,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/v1/confirmations", post(api::create_confirmation))
         .route("/v1/confirmations/{id}", get(api::get_confirmation))
+        .route("/v1/records", get(records::list))
+        .route("/v1/records/{id}", get(records::show))
+        .route("/v1/records/{id}/audio", get(records::audio))
         .route(START_PATH, post(voice::start))
         .route(ANSWER_PATH, post(voice::answer))
         .route(STATUS_PATH, post(voice::status))

@@ -181,7 +181,7 @@ async fn start_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> R
                         };
                         let stored = s.confirmations.set_outcome(id, fact).await.map_err(internal(request.locale))?;
                         if let Written::New(f) = &stored {
-                            s.notifier.outcome(&request, f);
+                            s.ingest.outcome_settled(&request, f);
                         }
                         Ok(flow.ending(stored.into_inner().outcome))
                     }
@@ -283,7 +283,7 @@ async fn answer_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> 
         Ok(match s.confirmations.set_outcome(id, fact).await.map_err(on_err())? {
             Written::New(f) => {
                 tracing::info!(confirmation = %id, outcome = ?f.outcome, "confirmation finished");
-                s.notifier.outcome(&request, &f);
+                s.ingest.outcome_settled(&request, &f);
                 next.response
             }
             // Another ending won the race (say, a hang-up): tell the caller it is settled.
@@ -314,6 +314,7 @@ async fn status_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> 
             tracing::debug!(status = %event.status, "status of a call that never entered the flow");
         }
         for id in ids {
+            s.confirmations.mark_ended(&id, OffsetDateTime::now_utc()).await?;
             if s.confirmations.outcome(&id).await?.is_some() {
                 continue;
             }
@@ -325,7 +326,7 @@ async fn status_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> 
             if let Written::New(f) = s.confirmations.set_outcome(&id, fact).await? {
                 tracing::info!(confirmation = %id, call_status = %event.status, "caller left before answering: abandoned");
                 if let Some(request) = s.confirmations.request(&id).await? {
-                    s.notifier.outcome(&request, &f);
+                    s.ingest.outcome_settled(&request, &f);
                 }
             }
         }
@@ -352,18 +353,18 @@ async fn recording_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) 
         let locale = Locale::EnUs;
         match s.confirmations.call(id).await.map_err(internal(locale))? {
             Some(c) if c.call_sid == event.call_sid => {}
-            _ => return Err(Failure::Refused(WebhookError::Forbidden("recording of a call that does not hold this request".into()))),
+            _ => {
+                return Err(Failure::Refused(WebhookError::Forbidden(
+                    "recording of a call that does not hold this request".into(),
+                )))
+            }
         }
-        let notice = serde_json::json!({
-            "received_at": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-            "event": event,
-        });
         let fresh = s
-            .confirmations
-            .add_recording_notice(id, &event.recording_sid, &notice)
+            .ingest
+            .accept(id, event, now)
             .await
             .map_err(internal(locale))?;
-        tracing::info!(confirmation = %id, duplicate = !fresh, status = %event.status, "recording callback");
+        tracing::info!(confirmation = %id, duplicate = !fresh, "recording callback");
         Ok(())
     }
     .await;

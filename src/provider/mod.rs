@@ -97,7 +97,8 @@ impl GatherResult {
             confidence: p
                 .get(CONFIDENCE)
                 .and_then(|c| c.trim().parse::<f64>().ok())
-                .filter(|c| c.is_finite()),
+                // A confidence outside 0..1 is not one; without it speech is never consent.
+                .filter(|c| (0.0..=1.0).contains(c)),
         }
     }
 }
@@ -211,6 +212,8 @@ mod tests {
         let g = GatherResult::parse(&params(&[("SpeechResult", "yes"), ("Confidence", "high")]));
         assert_eq!(g.confidence, None);
         let g = GatherResult::parse(&params(&[("SpeechResult", "yes"), ("Confidence", "NaN")]));
+        assert_eq!(g.confidence, None);
+        let g = GatherResult::parse(&params(&[("SpeechResult", "yes"), ("Confidence", "1.2")]));
         assert_eq!(g.confidence, None);
     }
 

@@ -68,6 +68,7 @@ pub struct MediaServer {
     pub recording_url: String,
     media: Arc<Media>,
     task: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl MediaServer {
@@ -95,8 +96,13 @@ impl MediaServer {
                 get(serve),
             )
             .with_state(media.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
         });
         Ok(MediaServer {
             recording_url: format!(
@@ -104,7 +110,16 @@ impl MediaServer {
             ),
             media,
             task,
+            stop: Some(stop),
         })
+    }
+
+    /// Stops accepting fetches and waits for those in flight to finish.
+    pub async fn close(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
     }
 
     /// How many times the recording was served.

@@ -395,12 +395,24 @@ pub async fn run(sim: &Simulation, on_line: &mut dyn FnMut(&str)) -> anyhow::Res
     let (status, _) = caller.post(&status_url, &params).await?;
     caller.line(format!("call status callback: HTTP {status}"));
     report.status_callback_status = Some(status);
-    if let Some(server) = &media {
+    if let Some(server) = media {
         let until = Instant::now() + sim.linger;
         while server.fetches() == 0 && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         report.media_fetches = server.fetches();
+        if report.media_fetches > 0 {
+            caller.line(format!(
+                "recording fetched by the server ({} time(s))",
+                report.media_fetches
+            ));
+        } else if !sim.linger.is_zero() {
+            caller.line(format!(
+                "the server did not fetch the recording within {} s",
+                sim.linger.as_secs()
+            ));
+        }
+        server.close().await;
     }
     report.heard = std::mem::take(&mut caller.heard);
     report.transcript = std::mem::take(&mut caller.transcript);

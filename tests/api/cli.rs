@@ -112,6 +112,63 @@ fn serve_on_the_defaults_generates_credentials_once_and_a_simulated_call_confirm
         "{stdout}"
     );
 
+    // Compliance staff find the record and fetch its audio, hash-checked.
+    let id = created["id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let out = Command::new(BIN)
+            .args([
+                "records",
+                "--server",
+                &format!("http://{}", server.address),
+                "list",
+                "--json",
+            ])
+            .current_dir(dir.path())
+            .env_remove("CALLPROOF_DATA_DIR")
+            .env_remove("CALLPROOF_API_KEY")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("\"complete\"") {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no complete record listed: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(listed.contains(id), "{listed}");
+    let out = Command::new(BIN)
+        .args([
+            "records",
+            "--server",
+            &format!("http://{}", server.address),
+            "fetch",
+            id,
+            "-o",
+            "call.wav",
+        ])
+        .current_dir(dir.path())
+        .env_remove("CALLPROOF_DATA_DIR")
+        .env_remove("CALLPROOF_API_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sha256 matches the record"));
+    let wav = std::fs::read(dir.path().join("call.wav")).unwrap();
+    assert!(wav.starts_with(b"RIFF"));
+
     // A second start reuses the file and does not print the secrets again.
     drop(server);
     let (_again, stderr) = serve(dir.path());

@@ -170,7 +170,7 @@ impl TestApp {
             recording: None,
             from: "+15551230001".into(),
             to: "+15557654321".into(),
-            linger: Duration::ZERO,
+            linger: Duration::from_secs(20),
         }
     }
 
@@ -225,4 +225,120 @@ pub fn gather_action(xml: &str) -> String {
         .and_then(|g| g.attr("action"))
         .unwrap_or_else(|| panic!("no Gather in {xml}"))
         .to_owned()
+}
+
+/// A committed audio fixture's bytes.
+pub fn fixture(name: &str) -> bytes::Bytes {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/audio")
+        .join(name);
+    bytes::Bytes::from(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+/// The manifest entry of a fixture.
+pub fn manifest(name: &str) -> Value {
+    let text = include_str!("../fixtures/audio/manifest.json");
+    let all: Value = serde_json::from_str(text).expect("manifest");
+    all[name].clone()
+}
+
+impl TestApp {
+    /// Places a call that serves `recording` as its recording.
+    pub async fn call_with_recording(
+        &self,
+        transfer_url: &str,
+        answers: &[&str],
+        recording: bytes::Bytes,
+    ) -> CallReport {
+        let mut sim = self.simulation(transfer_url, answers);
+        sim.recording = Some(recording);
+        simulate::run(&sim, &mut |_| {})
+            .await
+            .expect("simulated call runs")
+    }
+
+    /// Waits (up to 30 s) until the record exists and `pred` holds; returns it.
+    pub async fn wait_record(&self, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let resp = self
+                .get_with(&format!("/v1/records/{id}"), Some(COMPLIANCE_KEY))
+                .await;
+            if resp.status().as_u16() == 200 {
+                let v: Value = resp.json().await.expect("json");
+                if pred(&v) {
+                    return v;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "record {id} not as expected within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Downloads bytes with optional headers as the compliance role.
+    pub async fn compliance_get(&self, path: &str, range: Option<&str>) -> reqwest::Response {
+        let mut req = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(COMPLIANCE_KEY);
+        if let Some(r) = range {
+            req = req.header("range", r);
+        }
+        req.send().await.expect("request sent")
+    }
+}
+
+/// Duration of an audio file as ffprobe reads it; fails when ffmpeg is missing.
+pub fn ffprobe_duration(path: &Path) -> f64 {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("ffprobe is needed (apt-get install -y ffmpeg; scripts/test installs it): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "ffprobe failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a duration")
+}
+
+/// Checks a record against the committed JSON Schema.
+pub fn assert_valid_record(record: &Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("recordings-schema/confirmation-record.v1.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("schema file"))
+        .expect("schema JSON");
+    let mut record = record.clone();
+    if let Some(o) = record.as_object_mut() {
+        o.remove("versions"); // added by the API, not part of the stored record
+    }
+    let validator = jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&record)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "record does not match the schema: {errors:#?}"
+    );
 }

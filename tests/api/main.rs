@@ -5,4 +5,6 @@ mod calls;
 mod cli;
 mod confirmations;
 mod helpers;
+mod records;
+mod schema;
 mod webhooks;

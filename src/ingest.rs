@@ -1,0 +1,564 @@
+//! Recording ingest and record completion. A recording callback becomes a
+//! durable job (write-once, keyed by RecordingSid) before it is answered; a
+//! worker downloads, transcodes off the runtime, stores the audio and a result,
+//! and completes the record. A sweeper writes `incomplete` records for
+//! recordings that never came and ends flows whose caller went silent.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::audio::{self, AudioError, TranscodeOptions};
+use crate::confirmations::{digest_id, Confirmations, Outcome, OutcomeFact, RepoError, Written};
+use crate::domain::ConfirmationId;
+use crate::notify::Notifier;
+use crate::provider::RecordingEvent;
+use crate::record::{
+    self, AudioObject, AudioRole, DecodePart, RecordFacts, RecordingResult, Records,
+};
+use crate::store::{ObjectKey, ObjectStore, StoreError};
+
+/// Which format to ask the provider for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordingFormat {
+    /// The provider's WAV: lossless, channels kept.
+    Wav,
+    /// The provider's MP3: smaller downloads.
+    Mp3,
+}
+
+impl RecordingFormat {
+    /// The extension appended to `RecordingUrl`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            RecordingFormat::Wav => "wav",
+            RecordingFormat::Mp3 => "mp3",
+        }
+    }
+}
+
+/// Ingest settings, from [`crate::config::Config`].
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Format asked of the provider.
+    pub format: RecordingFormat,
+    /// Largest recording accepted.
+    pub max_bytes: u64,
+    /// Time limit of one download attempt.
+    pub download_timeout: Duration,
+    /// Download attempts before the job waits for the next start.
+    pub attempts: u32,
+    /// First retry delay; doubles each time, up to 30 s.
+    pub retry_base: Duration,
+    /// Archival sample rate; `None` keeps the source's.
+    pub sample_rate: Option<u32>,
+    /// Recordings ingested at once.
+    pub concurrency: usize,
+    /// How long after the outcome a missing recording makes the record incomplete.
+    pub recording_wait: Duration,
+    /// How often the sweeper runs.
+    pub sweep_interval: Duration,
+    /// How long an unanswered question keeps a flow open (its token's life).
+    pub flow_step_ttl: Duration,
+    /// Extra time for an answer verified just before its token expired.
+    pub flow_grace: Duration,
+    /// Provider account SID and auth token, for the media download.
+    pub account_sid: String,
+    /// See `account_sid`.
+    pub auth_token: String,
+    /// Scratch directory for downloads and transcodes.
+    pub work_dir: PathBuf,
+}
+
+/// A recording waiting to be ingested.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordingJob {
+    /// The confirmation the recording belongs to.
+    pub confirmation_id: ConfirmationId,
+    /// The provider's callback, as received.
+    pub event: RecordingEvent,
+    /// When the callback arrived.
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+}
+
+/// Ingest of recordings and completion of records; cheap to clone.
+#[derive(Clone)]
+pub struct Ingest(Arc<Inner>);
+
+struct Inner {
+    store: Arc<dyn ObjectStore>,
+    confirmations: Confirmations,
+    records: Records,
+    notifier: Notifier,
+    settings: IngestSettings,
+    http: reqwest::Client,
+    queue: mpsc::UnboundedSender<String>,
+    slots: Arc<Semaphore>,
+}
+
+fn job_key(digest: &str) -> ObjectKey {
+    ObjectKey::new(format!("jobs/recordings/{digest}.json")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Why one recording could not be fetched.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error("the provider refused the credentials (HTTP {0}): check CALLPROOF_TWILIO_ACCOUNT_SID and CALLPROOF_TWILIO_AUTH_TOKEN")]
+    Refused(u16),
+    #[error("the recording is larger than CALLPROOF_RECORDING_MAX_BYTES ({0} bytes)")]
+    TooLarge(u64),
+    #[error("HTTP {0}")]
+    Status(u16),
+    #[error("{0}")]
+    Transport(String),
+    #[error("cannot write the download: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl FetchError {
+    fn retryable(&self) -> bool {
+        match self {
+            FetchError::Status(s) => *s == 404 || *s == 408 || *s == 429 || *s >= 500,
+            FetchError::Transport(_) => true,
+            FetchError::Refused(_) | FetchError::TooLarge(_) | FetchError::Io(_) => false,
+        }
+    }
+}
+
+impl Ingest {
+    /// Creates the ingest; call [`Ingest::start`] to run its worker and sweeper.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        confirmations: Confirmations,
+        notifier: Notifier,
+        settings: IngestSettings,
+    ) -> (Ingest, mpsc::UnboundedReceiver<String>) {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let http = reqwest::Client::builder()
+            .timeout(settings.download_timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+        let inner = Inner {
+            records: Records::new(store.clone()),
+            store,
+            confirmations,
+            notifier,
+            settings,
+            http,
+            queue,
+            slots,
+        };
+        (Ingest(Arc::new(inner)), rx)
+    }
+
+    /// The records, for readers.
+    pub fn records(&self) -> &Records {
+        &self.0.records
+    }
+
+    /// Runs the worker and the sweeper, and queues every job left from before.
+    pub fn start(&self, mut rx: mpsc::UnboundedReceiver<String>) {
+        let worker = self.clone();
+        tokio::spawn(async move {
+            while let Some(digest) = rx.recv().await {
+                let Ok(permit) = worker.0.slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let w = worker.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = w.process(&digest).await {
+                        tracing::error!(job = %digest, error = %e, "recording job failed; it stays queued and is retried at the next start");
+                    }
+                    drop(permit);
+                });
+            }
+        });
+        let sweeper = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(sweeper.0.settings.sweep_interval);
+            loop {
+                tick.tick().await;
+                if let Err(e) = sweeper.sweep(OffsetDateTime::now_utc()).await {
+                    tracing::error!(error = %e, "sweep failed; it runs again next interval");
+                }
+            }
+        });
+        let resumer = self.clone();
+        tokio::spawn(async move {
+            match resumer.0.store.list("jobs/recordings/").await {
+                Ok(keys) => {
+                    if !keys.is_empty() {
+                        tracing::info!(
+                            jobs = keys.len(),
+                            "resuming recording jobs left from before"
+                        );
+                    }
+                    for k in keys {
+                        if let Some(d) = k.file_name().strip_suffix(".json") {
+                            let _ = resumer.0.queue.send(d.to_owned());
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot list recording jobs"),
+            }
+        });
+    }
+
+    /// Persists a recording job (once per RecordingSid) and queues it.
+    /// Returns `false` for a repeated callback.
+    pub async fn accept(
+        &self,
+        id: &ConfirmationId,
+        event: RecordingEvent,
+        now: OffsetDateTime,
+    ) -> Result<bool, RepoError> {
+        let digest = digest_id(&event.recording_sid);
+        let job = RecordingJob {
+            confirmation_id: id.clone(),
+            event,
+            received_at: now,
+        };
+        let bytes = serde_json::to_vec_pretty(&job).map_err(|e| RepoError::Corrupt {
+            key: job_key(&digest).to_string(),
+            reason: e.to_string(),
+        })?;
+        let done = self
+            .0
+            .records
+            .result(id, &job.event.recording_sid)
+            .await?
+            .is_some();
+        if done {
+            return Ok(false);
+        }
+        match self
+            .0
+            .store
+            .create(&job_key(&digest), Bytes::from(bytes))
+            .await
+        {
+            Ok(()) => {
+                let _ = self.0.queue.send(digest);
+                Ok(true)
+            }
+            Err(StoreError::AlreadyExists(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn process(&self, digest: &str) -> anyhow::Result<()> {
+        let k = job_key(digest);
+        let Some(bytes) = self.0.store.get(&k).await? else {
+            return Ok(());
+        };
+        let job: RecordingJob = serde_json::from_slice(&bytes)?;
+        let id = &job.confirmation_id;
+        if self
+            .0
+            .records
+            .result(id, &job.event.recording_sid)
+            .await?
+            .is_none()
+        {
+            if job.event.status != "completed" {
+                tracing::warn!(confirmation = %id, status = %job.event.status, "recording callback without a completed recording");
+            }
+            let result = self.ingest(&job).await?;
+            self.0.records.write_result(id, &result).await?;
+            tracing::info!(confirmation = %id, decoded = result.decode.ok, "recording stored");
+        }
+        self.0.store.delete(&k).await?;
+        self.complete(id, false).await?;
+        Ok(())
+    }
+
+    async fn ingest(&self, job: &RecordingJob) -> anyhow::Result<RecordingResult> {
+        let s = &self.0.settings;
+        tokio::fs::create_dir_all(&s.work_dir).await?;
+        let tmp = tempfile::tempdir_in(&s.work_dir)?;
+        let ext = s.format.extension();
+        let original = tmp.path().join(format!("original.{ext}"));
+        let url = format!("{}.{ext}", job.event.recording_url);
+        self.download_with_retries(&url, &original).await?;
+
+        let archival = tmp.path().join("archival.wav");
+        let opts = TranscodeOptions {
+            sample_rate: s.sample_rate,
+        };
+        let (inp, out) = (original.clone(), archival.clone());
+        let transcoded =
+            tokio::task::spawn_blocking(move || audio::transcode_file(&inp, &out, &opts)).await?;
+
+        let prefix = record::repo_audio_prefix(&job.confirmation_id, &job.event.recording_sid);
+        let original_key =
+            ObjectKey::new(format!("{prefix}original.{ext}")).map_err(anyhow::Error::msg)?;
+        self.put_file(&original_key, &original).await?;
+        let (decode, audio) = match transcoded {
+            Ok(report) => {
+                let archival_key =
+                    ObjectKey::new(format!("{prefix}archival.wav")).map_err(anyhow::Error::msg)?;
+                self.put_file(&archival_key, &archival).await?;
+                (
+                    DecodePart {
+                        ok: true,
+                        error: None,
+                        frames_promised: report.frames_promised,
+                        frames_decoded: Some(report.source.frames),
+                    },
+                    vec![
+                        AudioObject::from_facts(
+                            AudioRole::Original,
+                            original_key.to_string(),
+                            &report.source,
+                        ),
+                        AudioObject::from_facts(
+                            AudioRole::Archival,
+                            archival_key.to_string(),
+                            &report.archival,
+                        ),
+                    ],
+                )
+            }
+            Err(e) => {
+                tracing::warn!(confirmation = %job.confirmation_id, error = %e, "recording did not decode; keeping the provider's bytes as they came");
+                let path = original.clone();
+                let (sha256, byte_size) =
+                    tokio::task::spawn_blocking(move || audio::hash_file(&path)).await??;
+                let (promised, decoded) = match &e {
+                    AudioError::Truncated { promised, decoded } => {
+                        (Some(*promised), Some(*decoded))
+                    }
+                    _ => (None, None),
+                };
+                (
+                    DecodePart {
+                        ok: false,
+                        error: Some(e.to_string()),
+                        frames_promised: promised,
+                        frames_decoded: decoded,
+                    },
+                    vec![AudioObject {
+                        role: AudioRole::Original,
+                        key: original_key.to_string(),
+                        format: ext.to_owned(),
+                        codec: None,
+                        sample_rate: None,
+                        channels: None,
+                        duration_secs: None,
+                        byte_size,
+                        sha256,
+                    }],
+                )
+            }
+        };
+        Ok(RecordingResult {
+            recording_sid: job.event.recording_sid.clone(),
+            start_time: job.event.start_time.clone(),
+            provider_duration_secs: job.event.duration_secs,
+            decode,
+            audio,
+            stored_at: OffsetDateTime::now_utc(),
+        })
+    }
+
+    /// Stores a local file write-once; an object already there from an
+    /// earlier, interrupted attempt at the same recording counts as stored.
+    async fn put_file(&self, key: &ObjectKey, path: &Path) -> Result<(), StoreError> {
+        match self.0.store.create_file(key, path).await {
+            Ok(()) | Err(StoreError::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn download_with_retries(&self, url: &str, to: &Path) -> anyhow::Result<()> {
+        let s = &self.0.settings;
+        let mut delay = s.retry_base;
+        for attempt in 1..=s.attempts {
+            match self.download(url, to).await {
+                Ok(bytes) => {
+                    tracing::info!(attempt, bytes, "recording downloaded");
+                    return Ok(());
+                }
+                Err(e) if e.retryable() && attempt < s.attempts => {
+                    tracing::warn!(attempt, error = %e, retry_in_ms = delay.as_millis() as u64, "recording download failed; retrying");
+                    tokio::time::sleep(jitter(delay)).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => {
+                    return Err(anyhow::anyhow!(
+                        "downloading the recording failed after {attempt} attempts: {e}"
+                    ))
+                }
+            }
+        }
+        anyhow::bail!("no download attempts configured (CALLPROOF_RECORDING_DOWNLOAD_ATTEMPTS)")
+    }
+
+    async fn download(&self, url: &str, to: &Path) -> Result<u64, FetchError> {
+        let s = &self.0.settings;
+        let resp = self
+            .0
+            .http
+            .get(url)
+            .basic_auth(&s.account_sid, Some(&s.auth_token))
+            .send()
+            .await
+            .map_err(|e| FetchError::Transport(e.to_string()))?;
+        let status = resp.status().as_u16();
+        if status == 401 || status == 403 {
+            return Err(FetchError::Refused(status));
+        }
+        if status != 200 {
+            return Err(FetchError::Status(status));
+        }
+        if resp.content_length().is_some_and(|n| n > s.max_bytes) {
+            return Err(FetchError::TooLarge(s.max_bytes));
+        }
+        let mut file = tokio::fs::File::create(to).await?;
+        let mut stream = resp.bytes_stream();
+        let mut total = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| FetchError::Transport(e.to_string()))?;
+            total += chunk.len() as u64;
+            if total > s.max_bytes {
+                return Err(FetchError::TooLarge(s.max_bytes));
+            }
+            file.write_all(&chunk).await?;
+        }
+        file.sync_all().await?;
+        Ok(total)
+    }
+
+    /// Writes the next record version if the facts call for one: the flow has
+    /// finished and a recording result is new, or (`force`) the wait for the
+    /// recording is over. Returns the version written.
+    pub async fn complete(
+        &self,
+        id: &ConfirmationId,
+        force: bool,
+    ) -> Result<Option<u32>, RepoError> {
+        // A lost race with another writer is retried with the next version.
+        for _ in 0..3 {
+            let Some(view) = self.0.confirmations.view(id).await? else {
+                return Ok(None);
+            };
+            let Some(outcome) = view.outcome.clone() else {
+                return Ok(None);
+            };
+            let results = self.0.records.results(id).await?;
+            let recording = results.last();
+            let latest = self.0.records.latest(id).await?;
+            let already = |sid: &str| {
+                latest
+                    .as_ref()
+                    .and_then(|l| l.recording.as_ref())
+                    .is_some_and(|r| r.recording_sid == sid)
+            };
+            match (recording, &latest) {
+                (None, Some(_)) => return Ok(None),
+                (None, None) if !force => return Ok(None),
+                (Some(rec), Some(_)) if already(&rec.recording_sid) => return Ok(None),
+                _ => {}
+            }
+            let version = latest.as_ref().map_or(1, |l| l.version + 1);
+            let facts = RecordFacts {
+                view: &view,
+                outcome: &outcome,
+                ended_at: self.0.confirmations.ended_at(id).await?,
+                recording,
+                waited_secs: self.0.settings.recording_wait.as_secs(),
+            };
+            let rec = record::build(&facts, version, OffsetDateTime::now_utc());
+            if self.0.records.write(&rec).await? {
+                tracing::info!(confirmation = %id, version, status = ?rec.status, "record written");
+                return Ok(Some(version));
+            }
+        }
+        Ok(None)
+    }
+
+    /// One pass of the sweeper at `now`.
+    pub async fn sweep(&self, now: OffsetDateTime) -> Result<(), RepoError> {
+        let c = &self.0.confirmations;
+        for id in c.open_flows().await? {
+            if c.outcome(&id).await?.is_some() {
+                c.close_flow(&id).await?;
+                continue;
+            }
+            let Some(view) = c.view(&id).await? else {
+                continue;
+            };
+            let last = view
+                .events
+                .iter()
+                .map(|e| e.at)
+                .chain(view.call.as_ref().map(|c| c.started_at))
+                .max();
+            let open_for = self.0.settings.flow_step_ttl + self.0.settings.flow_grace;
+            let open_for = time::Duration::try_from(open_for).unwrap_or(time::Duration::HOUR);
+            if last.is_some_and(|t| t + open_for <= now) {
+                // No answer token for this flow is valid any more: nobody can answer.
+                let fact = OutcomeFact {
+                    outcome: Outcome::Abandoned,
+                    call_sid: view.call.as_ref().map(|c| c.call_sid.clone()),
+                    at: now,
+                };
+                if let Written::New(f) = c.set_outcome(&id, fact).await? {
+                    tracing::info!(confirmation = %id, "flow went silent past its last question: abandoned");
+                    self.0.notifier.outcome(&view.request, &f);
+                }
+                c.close_flow(&id).await?;
+            }
+        }
+        let wait = time::Duration::try_from(self.0.settings.recording_wait)
+            .unwrap_or(time::Duration::HOUR);
+        for id in c.records_due().await? {
+            if self.0.records.latest(&id).await?.is_some() {
+                c.record_written(&id).await?;
+                continue;
+            }
+            let Some(outcome) = c.outcome(&id).await? else {
+                continue;
+            };
+            if outcome.at + wait <= now {
+                self.complete(&id, true).await?;
+                c.record_written(&id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Called once an outcome is stored: notify, and complete the record if
+    /// the recording is already in.
+    pub fn outcome_settled(
+        &self,
+        request: &crate::confirmations::ConfirmationRequest,
+        fact: &OutcomeFact,
+    ) {
+        self.0.notifier.outcome(request, fact);
+        let this = self.clone();
+        let id = request.id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.complete(&id, false).await {
+                tracing::error!(confirmation = %id, error = %e, "completing the record failed; the sweeper tries again");
+            }
+        });
+    }
+}
+
+/// `d` plus up to a quarter more, so retries from many jobs spread out.
+fn jitter(d: Duration) -> Duration {
+    use rand::Rng;
+    let extra = rand::thread_rng().gen_range(0..=d.as_millis() as u64 / 4);
+    d + Duration::from_millis(extra)
+}

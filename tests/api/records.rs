@@ -1,0 +1,569 @@
+//! The voice confirmation record: real recordings through whole calls, stored,
+//! transcoded, checked with ffmpeg, served with ranges, searched, versioned.
+
+use std::time::Duration;
+
+use callproof::simulate::media::{MediaFormat, MediaServer};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::helpers::*;
+
+fn complete(r: &Value) -> bool {
+    r["status"] == "complete"
+}
+
+fn archival(r: &Value) -> &Value {
+    r["recording"]["audio"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["role"] == "archival")
+        .expect("archival audio")
+}
+
+/// One call per fixture format; each record is complete, valid, and its audio
+/// matches the source in channels and duration (checked by ffprobe too).
+#[tokio::test]
+async fn every_fixture_format_is_stored_and_decodes_to_the_source_duration() {
+    let app = spawn_app().await;
+    let mp3_app = spawn_with(Options {
+        extra: vec![("CALLPROOF_RECORDING_FORMAT", "mp3".into())],
+        ..Options::default()
+    })
+    .await;
+    for (name, app) in [
+        ("speech-8k-pcm16.wav", &app),
+        ("speech-8k-ulaw.wav", &app),
+        ("speech-8k-alaw.wav", &app),
+        ("speech-8k-dual.wav", &app),
+        ("speech-8k.mp3", &mp3_app),
+    ] {
+        let source = manifest(name);
+        let created = app.create(&billing_request()).await;
+        let id = created["id"].as_str().unwrap();
+        let report = app
+            .call_with_recording(
+                created["transfer_url"].as_str().unwrap(),
+                &["press:1"],
+                fixture(name),
+            )
+            .await;
+        assert_eq!(
+            report.media_fetches, 1,
+            "{name}: the server fetched the recording once"
+        );
+        let record = app.wait_record(id, complete).await;
+        assert_valid_record(&record);
+        let a = archival(&record);
+        assert_eq!(a["format"], "wav", "{name}");
+        assert_eq!(a["codec"], "pcm_s16le", "{name}");
+        assert_eq!(a["channels"], source["channels"], "{name}");
+        let want = source["duration_secs"].as_f64().unwrap();
+        let got = a["duration_secs"].as_f64().unwrap();
+        assert!(
+            (got - want).abs() <= 0.05,
+            "{name}: archival {got} s vs source {want} s"
+        );
+
+        // The bytes served are the bytes hashed, and ffmpeg reads the same duration.
+        let resp = app
+            .compliance_get(&format!("/v1/records/{id}/audio"), None)
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+        let bytes = resp.bytes().await.unwrap();
+        assert_eq!(
+            hex::encode(Sha256::digest(&bytes)),
+            a["sha256"].as_str().unwrap(),
+            "{name}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("archival.wav");
+        std::fs::write(&path, &bytes).unwrap();
+        let probed = ffprobe_duration(&path);
+        assert!(
+            (probed - want).abs() <= 0.05,
+            "{name}: ffprobe {probed} s vs source {want} s"
+        );
+
+        let original = app
+            .compliance_get(&format!("/v1/records/{id}/audio?original=true"), None)
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(
+            original,
+            fixture(name),
+            "{name}: the provider's bytes are kept as they came"
+        );
+    }
+}
+
+#[tokio::test]
+async fn consent_offsets_fall_inside_the_recording() {
+    let app = spawn_app().await;
+    let created = app.create(&billing_request()).await;
+    let id = created["id"].as_str().unwrap();
+    app.call_with_recording(
+        created["transfer_url"].as_str().unwrap(),
+        &["say:repeat", "say:yes I confirm"],
+        fixture("speech-8k-pcm16.wav"),
+    )
+    .await;
+    let record = app.wait_record(id, complete).await;
+    let duration = archival(&record)["duration_secs"].as_f64().unwrap();
+    let events = record["consent_events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    for e in events {
+        let offset = e["offset_secs"].as_f64().expect("an offset");
+        assert!(
+            (0.0..=duration).contains(&offset),
+            "offset {offset} outside 0..{duration}"
+        );
+    }
+    assert_eq!(record["outcome"]["status"], "confirmed");
+    assert_eq!(
+        record["confirmation"]["customer_phone_masked"],
+        "+*******0001"
+    );
+    assert!(!record.to_string().contains("4111111111111111"));
+    assert!(
+        record["call"]["ended_at"].is_string(),
+        "the call status callback gave the end time"
+    );
+}
+
+#[tokio::test]
+async fn the_audio_endpoint_serves_byte_ranges() {
+    let app = spawn_app().await;
+    let created = app.create(&billing_request()).await;
+    let id = created["id"].as_str().unwrap();
+    app.call_with_recording(
+        created["transfer_url"].as_str().unwrap(),
+        &["press:1"],
+        fixture("speech-8k-pcm16.wav"),
+    )
+    .await;
+    app.wait_record(id, complete).await;
+    let path = format!("/v1/records/{id}/audio");
+    let whole = app.compliance_get(&path, None).await;
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    let whole = whole.bytes().await.unwrap();
+    let size = whole.len();
+
+    let part = app.compliance_get(&path, Some("bytes=100-199")).await;
+    assert_eq!(part.status().as_u16(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 100-199/{size}").as_str()
+    );
+    assert_eq!(part.bytes().await.unwrap(), whole.slice(100..200));
+
+    let tail = app.compliance_get(&path, Some("bytes=-44")).await;
+    assert_eq!(tail.status().as_u16(), 206);
+    assert_eq!(tail.bytes().await.unwrap(), whole.slice(size - 44..));
+
+    let open = app
+        .compliance_get(&path, Some(&format!("bytes={}-", size - 10)))
+        .await;
+    assert_eq!(open.bytes().await.unwrap(), whole.slice(size - 10..));
+
+    let beyond = app
+        .compliance_get(&path, Some(&format!("bytes={size}-")))
+        .await;
+    assert_eq!(beyond.status().as_u16(), 416);
+    assert_eq!(
+        beyond.headers()["content-range"],
+        format!("bytes */{size}").as_str()
+    );
+}
+
+#[tokio::test]
+async fn a_truncated_recording_is_kept_and_the_record_says_it_did_not_decode() {
+    let app = spawn_app().await;
+    let created = app.create(&billing_request()).await;
+    let id = created["id"].as_str().unwrap();
+    app.call_with_recording(
+        created["transfer_url"].as_str().unwrap(),
+        &["press:1"],
+        fixture("truncated.wav"),
+    )
+    .await;
+    let record = app.wait_record(id, |r| r["recording"].is_object()).await;
+    assert_valid_record(&record);
+    assert_eq!(record["status"], "incomplete");
+    assert!(
+        record["incomplete_reason"]
+            .as_str()
+            .unwrap()
+            .contains("did not decode"),
+        "{record}"
+    );
+    let decode = &record["recording"]["decode"];
+    assert_eq!(decode["ok"], false);
+    assert!(
+        decode["error"].as_str().unwrap().contains("truncated"),
+        "{decode}"
+    );
+    assert!(
+        decode["frames_promised"].as_u64().unwrap() > decode["frames_decoded"].as_u64().unwrap()
+    );
+    let audio = record["recording"]["audio"].as_array().unwrap();
+    assert_eq!(audio.len(), 1);
+    assert_eq!(audio[0]["role"], "original");
+    let original = app
+        .compliance_get(&format!("/v1/records/{id}/audio?original=true"), None)
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(original, fixture("truncated.wav"));
+    assert_eq!(
+        hex::encode(Sha256::digest(&original)),
+        audio[0]["sha256"].as_str().unwrap()
+    );
+    assert_eq!(
+        app.compliance_get(&format!("/v1/records/{id}/audio"), None)
+            .await
+            .status()
+            .as_u16(),
+        404
+    );
+}
+
+const CALL: &str = "CA44444444444444444444444444444444";
+
+/// Starts a call by hand; returns (id, answer URL, recording callback URL).
+async fn started(app: &TestApp) -> (String, String, String) {
+    let created = app.create(&billing_request()).await;
+    let xml = app
+        .webhook(
+            created["transfer_url"].as_str().unwrap(),
+            &[("AccountSid", ACCOUNT_SID), ("CallSid", CALL)],
+            AUTH_TOKEN,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let doc = callproof::simulate::doc::parse(&xml).unwrap();
+    let callback = doc.children[0].children[0]
+        .attr("recordingStatusCallback")
+        .unwrap()
+        .to_owned();
+    (
+        created["id"].as_str().unwrap().to_owned(),
+        gather_action(&xml),
+        callback,
+    )
+}
+
+async fn media(sid: &str) -> MediaServer {
+    MediaServer::start(
+        ACCOUNT_SID,
+        AUTH_TOKEN,
+        sid,
+        fixture("speech-8k-pcm16.wav"),
+        MediaFormat::Wav,
+    )
+    .await
+    .unwrap()
+}
+
+fn recording_params<'a>(sid: &'a str, url: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("AccountSid", ACCOUNT_SID),
+        ("CallSid", CALL),
+        ("RecordingSid", sid),
+        ("RecordingUrl", url),
+        ("RecordingStatus", "completed"),
+        ("RecordingDuration", "3"),
+        ("RecordingChannels", "1"),
+        ("RecordingStartTime", "Mon, 23 Nov 2026 06:00:00 +0000"),
+    ]
+}
+
+#[tokio::test]
+async fn a_duplicate_recording_callback_leaves_one_record() {
+    let app = spawn_app().await;
+    let (id, answer, callback) = started(&app).await;
+    app.webhook(
+        &answer,
+        &[
+            ("AccountSid", ACCOUNT_SID),
+            ("CallSid", CALL),
+            ("Digits", "1"),
+        ],
+        AUTH_TOKEN,
+    )
+    .await;
+    let sid = "RE55555555555555555555555555555555";
+    let server = media(sid).await;
+    let params = recording_params(sid, &server.recording_url);
+    let (a, b) = tokio::join!(
+        app.webhook(&callback, &params, AUTH_TOKEN),
+        app.webhook(&callback, &params, AUTH_TOKEN)
+    );
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (204, 204));
+    app.wait_record(&id, complete).await;
+    // And once more after it is stored.
+    assert_eq!(
+        app.webhook(&callback, &params, AUTH_TOKEN)
+            .await
+            .status()
+            .as_u16(),
+        204
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let record = app.wait_record(&id, complete).await;
+    assert_eq!(record["versions"], json!([1]));
+    assert_eq!(server.fetches(), 1, "the recording was downloaded once");
+}
+
+#[tokio::test]
+async fn a_recording_that_arrives_before_the_flow_finishes_completes_the_record() {
+    let app = spawn_app().await;
+    let (id, answer, callback) = started(&app).await;
+    let sid = "RE66666666666666666666666666666666";
+    let server = media(sid).await;
+    assert_eq!(
+        app.webhook(
+            &callback,
+            &recording_params(sid, &server.recording_url),
+            AUTH_TOKEN
+        )
+        .await
+        .status()
+        .as_u16(),
+        204
+    );
+    // Let the recording be stored while the caller has not answered yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.fetches() == 0 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.compliance_get(&format!("/v1/records/{id}"), None)
+            .await
+            .status()
+            .as_u16(),
+        404,
+        "no record before the outcome"
+    );
+    app.webhook(
+        &answer,
+        &[
+            ("AccountSid", ACCOUNT_SID),
+            ("CallSid", CALL),
+            ("Digits", "2"),
+        ],
+        AUTH_TOKEN,
+    )
+    .await;
+    let record = app.wait_record(&id, complete).await;
+    assert_eq!(record["outcome"]["status"], "declined");
+    assert_eq!(record["version"], 1);
+}
+
+#[tokio::test]
+async fn a_recording_that_arrives_long_after_makes_a_new_version_of_an_incomplete_record() {
+    let app = spawn_with(Options {
+        extra: vec![
+            ("CALLPROOF_RECORDING_WAIT_SECS", "1".into()),
+            ("CALLPROOF_SWEEP_INTERVAL_SECS", "1".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let (id, answer, callback) = started(&app).await;
+    app.webhook(
+        &answer,
+        &[
+            ("AccountSid", ACCOUNT_SID),
+            ("CallSid", CALL),
+            ("Digits", "1"),
+        ],
+        AUTH_TOKEN,
+    )
+    .await;
+    let first = app.wait_record(&id, |r| r["status"] == "incomplete").await;
+    assert_valid_record(&first);
+    assert!(
+        first["incomplete_reason"]
+            .as_str()
+            .unwrap()
+            .contains("no recording arrived"),
+        "{first}"
+    );
+    assert!(first["recording"].is_null());
+
+    let sid = "RE77777777777777777777777777777777";
+    let server = media(sid).await;
+    assert_eq!(
+        app.webhook(
+            &callback,
+            &recording_params(sid, &server.recording_url),
+            AUTH_TOKEN
+        )
+        .await
+        .status()
+        .as_u16(),
+        204
+    );
+    let second = app.wait_record(&id, complete).await;
+    assert_valid_record(&second);
+    assert_eq!(second["version"], 2);
+    assert_eq!(second["supersedes"], 1);
+    assert_eq!(second["versions"], json!([1, 2]));
+    let kept = app
+        .compliance_get(&format!("/v1/records/{id}?version=1"), None)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        kept["status"], "incomplete",
+        "the first version is kept, never overwritten"
+    );
+}
+
+#[tokio::test]
+async fn a_flow_whose_caller_went_silent_is_abandoned_by_the_sweeper() {
+    let app = spawn_with(Options {
+        extra: vec![
+            ("CALLPROOF_FLOW_STEP_TTL_SECS", "1".into()),
+            ("CALLPROOF_SWEEP_INTERVAL_SECS", "1".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let (id, _answer, _callback) = started(&app).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(75);
+    loop {
+        if app.confirmation(&id).await["status"] == "abandoned" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not abandoned in time"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test]
+async fn compliance_endpoints_refuse_missing_keys_and_agent_keys() {
+    let app = spawn_app().await;
+    let id = callproof::domain::ConfirmationId::generate();
+    for path in [
+        "/v1/records".to_owned(),
+        format!("/v1/records/{id}"),
+        format!("/v1/records/{id}/audio"),
+    ] {
+        assert_eq!(
+            app.get_with(&path, None).await.status().as_u16(),
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            app.get_with(&path, Some("unknown-key-unknown-key"))
+                .await
+                .status()
+                .as_u16(),
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            app.get_with(&path, Some(AGENT_KEY)).await.status().as_u16(),
+            403,
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn records_are_found_by_each_filter_and_paged() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for (account, kind, answer) in [
+        ("ACC-1", "billing", "press:1"),
+        ("ACC-2", "plan", "press:2"),
+        ("ACC-1", "contact", "press:1"),
+    ] {
+        let mut body = billing_request();
+        body["account_id"] = json!(account);
+        body["kind"] = json!(kind);
+        let created = app.create(&body).await;
+        let id = created["id"].as_str().unwrap().to_owned();
+        app.call_with_recording(
+            created["transfer_url"].as_str().unwrap(),
+            &[answer],
+            fixture("speech-8k-ulaw.wav"),
+        )
+        .await;
+        app.wait_record(&id, complete).await;
+        ids.push((
+            id,
+            created["confirmation_number"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let list = |q: String| {
+        let app = &app;
+        async move {
+            let resp = app.compliance_get(&format!("/v1/records?{q}"), None).await;
+            assert_eq!(resp.status().as_u16(), 200, "{q}");
+            let v: Value = resp.json().await.unwrap();
+            v
+        }
+    };
+    let found = |v: &Value| {
+        v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["record_id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        found(&list("account_id=ACC-1".into()).await),
+        [ids[2].0.clone(), ids[0].0.clone()]
+    );
+    assert_eq!(found(&list("kind=plan".into()).await), [ids[1].0.clone()]);
+    assert_eq!(
+        found(&list("outcome=declined".into()).await),
+        [ids[1].0.clone()]
+    );
+    assert_eq!(
+        found(&list(format!("confirmation_number={}", ids[0].1)).await),
+        [ids[0].0.clone()]
+    );
+    assert_eq!(found(&list("phone=%2B15551230001".into()).await).len(), 3);
+    assert!(found(&list("phone=%2B15559999999".into()).await).is_empty());
+    let today = time::OffsetDateTime::now_utc().date();
+    assert_eq!(
+        found(&list(format!("from={today}&to={today}")).await).len(),
+        3
+    );
+    assert!(found(&list("to=2020-01-01".into()).await).is_empty());
+
+    // Pages of one, following next_cursor, give each record once, newest first.
+    let mut seen = Vec::new();
+    let mut q = "limit=1".to_owned();
+    loop {
+        let page = list(q.clone()).await;
+        seen.extend(found(&page));
+        match page["next_cursor"].as_str() {
+            Some(c) => q = format!("limit=1&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [ids[2].0.clone(), ids[1].0.clone(), ids[0].0.clone()]);
+
+    let bad = app
+        .compliance_get("/v1/records?kind=upgrade&limit=9999", None)
+        .await;
+    assert_eq!(bad.status().as_u16(), 422);
+}
