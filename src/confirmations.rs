@@ -419,15 +419,14 @@ impl Confirmations {
         id: &ConfirmationId,
         fact: OutcomeFact,
     ) -> Result<Written<OutcomeFact>, RepoError> {
+        // The record-due marker comes first, so no crash can leave an outcome
+        // that the sweeper does not know needs a record.
+        self.create(key(format!("pending/records/{id}")), &Marker {})
+            .await?;
         let written = self
             .create_or_existing(key(format!("{}outcome.json", Self::prefix(id))), fact)
             .await?;
-        if let Written::New(_) = &written {
-            // The record is due from now on; the flow is no longer open.
-            self.create(key(format!("pending/records/{id}")), &Marker {})
-                .await?;
-            self.close_flow(id).await?;
-        }
+        self.close_flow(id).await?;
         Ok(written)
     }
 

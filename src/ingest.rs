@@ -4,6 +4,7 @@
 //! and completes the record. A sweeper writes `incomplete` records for
 //! recordings that never came and ends flows whose caller went silent.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,6 +103,18 @@ struct Inner {
     http: reqwest::Client,
     queue: mpsc::UnboundedSender<String>,
     slots: Arc<Semaphore>,
+    in_flight: std::sync::Mutex<HashSet<String>>,
+}
+
+/// Removes a job from the in-flight set when its processing ends, however it ends.
+struct InFlight<'a>(&'a Inner, String);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.0.in_flight.lock() {
+            set.remove(&self.1);
+        }
+    }
 }
 
 fn job_key(digest: &str) -> ObjectKey {
@@ -157,6 +170,7 @@ impl Ingest {
             http,
             queue,
             slots,
+            in_flight: std::sync::Mutex::new(HashSet::new()),
         };
         (Ingest(Arc::new(inner)), rx)
     }
@@ -193,6 +207,8 @@ impl Ingest {
                 }
             }
         });
+        // Scratch files left by a stopped process belong to no job in flight.
+        let _ = std::fs::remove_dir_all(&self.0.settings.work_dir);
         let resumer = self.clone();
         tokio::spawn(async move {
             match resumer.0.store.list("jobs/recordings/").await {
@@ -257,6 +273,16 @@ impl Ingest {
     }
 
     async fn process(&self, digest: &str) -> anyhow::Result<()> {
+        let claimed = self
+            .0
+            .in_flight
+            .lock()
+            .map(|mut set| set.insert(digest.to_owned()))
+            .unwrap_or(false);
+        if !claimed {
+            return Ok(()); // already being processed here
+        }
+        let _guard = InFlight(&self.0, digest.to_owned());
         let k = job_key(digest);
         let Some(bytes) = self.0.store.get(&k).await? else {
             return Ok(());
@@ -273,41 +299,143 @@ impl Ingest {
             if job.event.status != "completed" {
                 tracing::warn!(confirmation = %id, status = %job.event.status, "recording callback without a completed recording");
             }
-            let result = self.ingest(&job).await?;
+            let result = match self.ingest(&job).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.note_failure(digest, id, &e).await;
+                    return Err(e);
+                }
+            };
             self.0.records.write_result(id, &result).await?;
             tracing::info!(confirmation = %id, decoded = result.decode.ok, "recording stored");
         }
-        self.0.store.delete(&k).await?;
+        // The job goes only once the record has been attempted, so a crash in
+        // between leaves the job to run again, never a stored but unrecorded recording.
         self.complete(id, false).await?;
+        self.0.store.delete(&k).await?;
         Ok(())
+    }
+
+    /// Keeps each failure of a job, for the record's reason and the logs.
+    async fn note_failure(&self, digest: &str, id: &ConfirmationId, e: &anyhow::Error) {
+        let now = OffsetDateTime::now_utc();
+        let note = serde_json::json!({
+            "confirmation_id": id,
+            "at": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "error": format!("{e:#}"),
+        });
+        let stamp = now.unix_timestamp_nanos();
+        if let Ok(k) = ObjectKey::new(format!("jobs/failures/{digest}/{stamp}.json")) {
+            if let Err(err) = self.0.store.create(&k, Bytes::from(note.to_string())).await {
+                tracing::error!(error = %err, "cannot keep the failure of a recording job");
+            }
+        }
+    }
+
+    /// Why a confirmation's recording is not stored yet, if a job for it exists.
+    async fn pending_reason(&self, id: &ConfirmationId) -> Result<Option<String>, RepoError> {
+        for k in self.0.store.list("jobs/recordings/").await? {
+            let Some(bytes) = self.0.store.get(&k).await? else {
+                continue;
+            };
+            let Ok(job) = serde_json::from_slice::<RecordingJob>(&bytes) else {
+                continue;
+            };
+            if job.confirmation_id != *id {
+                continue;
+            }
+            let digest = k.file_name().trim_end_matches(".json");
+            let failures = self
+                .0
+                .store
+                .list(&format!("jobs/failures/{digest}/"))
+                .await?;
+            let last = match failures.last() {
+                Some(f) => self
+                    .0
+                    .store
+                    .get(f)
+                    .await?
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .and_then(|v| v["error"].as_str().map(str::to_owned)),
+                None => None,
+            };
+            return Ok(Some(match last {
+                Some(err) => format!("the recording callback arrived, but storing the recording has failed so far: {err}"),
+                None => "the recording callback arrived, and storing the recording is still in progress".to_owned(),
+            }));
+        }
+        Ok(None)
+    }
+
+    async fn transcode(
+        &self,
+        original: &Path,
+        archival: &Path,
+    ) -> Result<audio::TranscodeReport, AudioError> {
+        let opts = TranscodeOptions {
+            sample_rate: self.0.settings.sample_rate,
+        };
+        let (inp, out) = (original.to_path_buf(), archival.to_path_buf());
+        match tokio::task::spawn_blocking(move || audio::transcode_file(&inp, &out, &opts)).await {
+            Ok(r) => r,
+            // A decoder that panics on these bytes has failed to decode them.
+            Err(e) => Err(AudioError::Decode(format!(
+                "the decoder failed on this file ({e})"
+            ))),
+        }
     }
 
     async fn ingest(&self, job: &RecordingJob) -> anyhow::Result<RecordingResult> {
         let s = &self.0.settings;
         tokio::fs::create_dir_all(&s.work_dir).await?;
         let tmp = tempfile::tempdir_in(&s.work_dir)?;
-        let ext = s.format.extension();
-        let original = tmp.path().join(format!("original.{ext}"));
+        let result = self.ingest_in(job, tmp.path()).await;
+        // Large scratch files are removed off the async runtime.
+        let _ = tokio::task::spawn_blocking(move || drop(tmp)).await;
+        result
+    }
+
+    async fn ingest_in(&self, job: &RecordingJob, dir: &Path) -> anyhow::Result<RecordingResult> {
+        let ext = self.0.settings.format.extension();
+        let original = dir.join(format!("original.{ext}"));
+        let archival = dir.join("archival.wav");
         let url = format!("{}.{ext}", job.event.recording_url);
         self.download_with_retries(&url, &original).await?;
-
-        let archival = tmp.path().join("archival.wav");
-        let opts = TranscodeOptions {
-            sample_rate: s.sample_rate,
-        };
-        let (inp, out) = (original.clone(), archival.clone());
-        let transcoded =
-            tokio::task::spawn_blocking(move || audio::transcode_file(&inp, &out, &opts)).await?;
+        let mut transcoded = self.transcode(&original, &archival).await;
+        if matches!(transcoded, Err(AudioError::Truncated { .. })) {
+            // A short file may be a cut download rather than a short recording: fetch it once more.
+            tracing::warn!(confirmation = %job.confirmation_id, "recording shorter than its header; downloading it again");
+            self.download_with_retries(&url, &original).await?;
+            transcoded = self.transcode(&original, &archival).await;
+        }
+        if let (Ok(report), Some(d)) = (&transcoded, job.event.duration_secs) {
+            if report.source.duration_secs + 1.0 < d as f64 {
+                transcoded = Err(AudioError::Decode(format!(
+                    "decoded {:.3} s of audio, but the provider reported {d} s: the file looks cut short",
+                    report.source.duration_secs
+                )));
+            }
+        }
+        if let Err(AudioError::Io(e)) = &transcoded {
+            // A local problem (disk full, permissions), not a property of the recording: retry later.
+            anyhow::bail!("transcoding failed on this machine: {e}");
+        }
 
         let prefix = record::repo_audio_prefix(&job.confirmation_id, &job.event.recording_sid);
+        let (orig_sha, orig_size) = {
+            let path = original.clone();
+            tokio::task::spawn_blocking(move || audio::hash_file(&path)).await??
+        };
         let original_key =
             ObjectKey::new(format!("{prefix}original.{ext}")).map_err(anyhow::Error::msg)?;
-        self.put_file(&original_key, &original).await?;
+        self.put_file(&original_key, &original, &orig_sha).await?;
         let (decode, audio) = match transcoded {
             Ok(report) => {
                 let archival_key =
                     ObjectKey::new(format!("{prefix}archival.wav")).map_err(anyhow::Error::msg)?;
-                self.put_file(&archival_key, &archival).await?;
+                self.put_file(&archival_key, &archival, &report.archival.sha256)
+                    .await?;
                 (
                     DecodePart {
                         ok: true,
@@ -331,14 +459,18 @@ impl Ingest {
             }
             Err(e) => {
                 tracing::warn!(confirmation = %job.confirmation_id, error = %e, "recording did not decode; keeping the provider's bytes as they came");
-                let path = original.clone();
-                let (sha256, byte_size) =
-                    tokio::task::spawn_blocking(move || audio::hash_file(&path)).await??;
                 let (promised, decoded) = match &e {
                     AudioError::Truncated { promised, decoded } => {
                         (Some(*promised), Some(*decoded))
                     }
                     _ => (None, None),
+                };
+                let mut head = [0u8; 16];
+                let n = match tokio::fs::File::open(&original).await {
+                    Ok(mut f) => tokio::io::AsyncReadExt::read(&mut f, &mut head)
+                        .await
+                        .unwrap_or(0),
+                    Err(_) => 0,
                 };
                 (
                     DecodePart {
@@ -350,13 +482,15 @@ impl Ingest {
                     vec![AudioObject {
                         role: AudioRole::Original,
                         key: original_key.to_string(),
-                        format: ext.to_owned(),
+                        format: audio::sniff_format(&head[..n])
+                            .unwrap_or("unknown")
+                            .to_owned(),
                         codec: None,
                         sample_rate: None,
                         channels: None,
                         duration_secs: None,
-                        byte_size,
-                        sha256,
+                        byte_size: orig_size,
+                        sha256: orig_sha,
                     }],
                 )
             }
@@ -371,13 +505,38 @@ impl Ingest {
         })
     }
 
-    /// Stores a local file write-once; an object already there from an
-    /// earlier, interrupted attempt at the same recording counts as stored.
-    async fn put_file(&self, key: &ObjectKey, path: &Path) -> Result<(), StoreError> {
+    /// Stores a local file write-once. An object already there from an earlier,
+    /// interrupted attempt counts as stored only if its bytes hash the same.
+    async fn put_file(&self, key: &ObjectKey, path: &Path, sha256: &str) -> anyhow::Result<()> {
         match self.0.store.create_file(key, path).await {
-            Ok(()) | Err(StoreError::AlreadyExists(_)) => Ok(()),
-            Err(e) => Err(e),
+            Ok(()) => Ok(()),
+            Err(StoreError::AlreadyExists(_)) => {
+                let stored = self.stored_sha256(key).await?;
+                if stored == sha256 {
+                    Ok(())
+                } else {
+                    anyhow::bail!(
+                        "{key} is already stored with other bytes (sha256 {stored}, now {sha256}); nothing was overwritten"
+                    )
+                }
+            }
+            Err(e) => Err(e.into()),
         }
+    }
+
+    async fn stored_sha256(&self, key: &ObjectKey) -> anyhow::Result<String> {
+        use sha2::Digest;
+        let mut stream = self
+            .0
+            .store
+            .read_range(key, 0..u64::MAX)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("{key} vanished"))?;
+        let mut hasher = sha2::Sha256::new();
+        while let Some(chunk) = stream.next().await {
+            hasher.update(&chunk?);
+        }
+        Ok(hex::encode(hasher.finalize()))
     }
 
     async fn download_with_retries(&self, url: &str, to: &Path) -> anyhow::Result<()> {
@@ -471,12 +630,17 @@ impl Ingest {
                 _ => {}
             }
             let version = latest.as_ref().map_or(1, |l| l.version + 1);
+            let pending = match recording {
+                None => self.pending_reason(id).await?,
+                Some(_) => None,
+            };
             let facts = RecordFacts {
                 view: &view,
                 outcome: &outcome,
                 ended_at: self.0.confirmations.ended_at(id).await?,
                 recording,
                 waited_secs: self.0.settings.recording_wait.as_secs(),
+                pending: pending.as_deref(),
             };
             let rec = record::build(&facts, version, OffsetDateTime::now_utc());
             if self.0.records.write(&rec).await? {
@@ -515,7 +679,7 @@ impl Ingest {
                 };
                 if let Written::New(f) = c.set_outcome(&id, fact).await? {
                     tracing::info!(confirmation = %id, "flow went silent past its last question: abandoned");
-                    self.0.notifier.outcome(&view.request, &f);
+                    self.outcome_settled(&view.request, &f);
                 }
                 c.close_flow(&id).await?;
             }
@@ -530,9 +694,19 @@ impl Ingest {
             let Some(outcome) = c.outcome(&id).await? else {
                 continue;
             };
-            if outcome.at + wait <= now {
-                self.complete(&id, true).await?;
+            // A recording may be stored already (its completion was lost to a crash).
+            let written = self.complete(&id, false).await?.is_some();
+            if written || outcome.at + wait <= now {
+                if !written {
+                    self.complete(&id, true).await?;
+                }
                 c.record_written(&id).await?;
+            }
+        }
+        // Jobs that failed are tried again each sweep; those in flight are skipped.
+        for k in self.0.store.list("jobs/recordings/").await? {
+            if let Some(d) = k.file_name().strip_suffix(".json") {
+                let _ = self.0.queue.send(d.to_owned());
             }
         }
         Ok(())

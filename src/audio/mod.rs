@@ -454,3 +454,16 @@ fn hound_error(error: hound::Error, doing: &str) -> AudioError {
 
 #[cfg(test)]
 mod tests;
+
+/// The container a file's first bytes announce: `wav`, `mp3`, or `None`.
+pub fn sniff_format(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(b"RIFF") && head.get(8..12) == Some(b"WAVE") {
+        Some("wav")
+    } else if head.starts_with(b"ID3")
+        || (head.len() > 1 && head[0] == 0xFF && head[1] & 0xE0 == 0xE0)
+    {
+        Some("mp3")
+    } else {
+        None
+    }
+}

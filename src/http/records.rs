@@ -125,7 +125,7 @@ impl Filter {
         if let Some(c) = q.cursor {
             let parsed = c.split_once('_').and_then(|(t, id)| {
                 Some((
-                    -t.parse::<i128>().ok()?,
+                    t.parse::<i128>().ok()?.checked_neg()?,
                     id.parse::<ConfirmationId>().ok()?.to_string(),
                 ))
             });

@@ -257,6 +257,8 @@ pub struct RecordFacts<'a> {
     pub recording: Option<&'a RecordingResult>,
     /// How long the recording was waited for, for the reason when none came.
     pub waited_secs: u64,
+    /// Why a recording whose callback arrived is not stored yet, if so.
+    pub pending: Option<&'a str>,
 }
 
 /// Builds version `version` of the record from the facts.
@@ -267,6 +269,7 @@ pub fn build(facts: &RecordFacts<'_>, version: u32, now: OffsetDateTime) -> Conf
         ended_at,
         recording,
         waited_secs,
+        pending,
     } = *facts;
     let r = &view.request;
     let started = recording
@@ -295,9 +298,12 @@ pub fn build(facts: &RecordFacts<'_>, version: u32, now: OffsetDateTime) -> Conf
         ),
         None => (
             RecordStatus::Incomplete,
-            Some(format!(
-                "no recording arrived within {waited_secs} seconds of the outcome"
-            )),
+            Some(match pending {
+                Some(why) => format!(
+                    "no recording stored within {waited_secs} seconds of the outcome: {why}"
+                ),
+                None => format!("no recording arrived within {waited_secs} seconds of the outcome"),
+            }),
         ),
         Some(rec) if !rec.decode.ok => (
             RecordStatus::Incomplete,

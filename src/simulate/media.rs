@@ -26,14 +26,10 @@ pub enum MediaFormat {
 impl MediaFormat {
     /// Guesses the format from the first bytes of a file.
     pub fn sniff(bytes: &[u8]) -> Option<MediaFormat> {
-        if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WAVE") {
-            Some(MediaFormat::Wav)
-        } else if bytes.starts_with(b"ID3")
-            || (bytes.len() > 1 && bytes[0] == 0xFF && bytes[1] & 0xE0 == 0xE0)
-        {
-            Some(MediaFormat::Mp3)
-        } else {
-            None
+        match crate::audio::sniff_format(bytes) {
+            Some("wav") => Some(MediaFormat::Wav),
+            Some("mp3") => Some(MediaFormat::Mp3),
+            _ => None,
         }
     }
 
@@ -60,6 +56,9 @@ struct Media {
     bytes: Bytes,
     format: MediaFormat,
     fetches: AtomicUsize,
+    requests: AtomicUsize,
+    failures_left: AtomicUsize,
+    fail_status: std::sync::atomic::AtomicU16,
 }
 
 /// A running media endpoint.
@@ -87,6 +86,9 @@ impl MediaServer {
             bytes,
             format,
             fetches: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
+            failures_left: AtomicUsize::new(0),
+            fail_status: std::sync::atomic::AtomicU16::new(500),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -120,6 +122,18 @@ impl MediaServer {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
+    }
+
+    /// Makes the next `count` authorised fetches fail with `status` (500, 404, …),
+    /// as a provider does right after a recording ends or during an outage.
+    pub fn fail_next(&self, count: usize, status: u16) {
+        self.media.fail_status.store(status, Ordering::SeqCst);
+        self.media.failures_left.store(count, Ordering::SeqCst);
+    }
+
+    /// How many authorised fetches were made, failed or not.
+    pub fn requests(&self) -> usize {
+        self.media.requests.load(Ordering::SeqCst)
     }
 
     /// How many times the recording was served.
@@ -162,6 +176,16 @@ async fn serve(
         .unwrap_or((file.as_str(), None));
     if sid != media.recording_sid || ext.is_some_and(|e| e != media.format.extension()) {
         return StatusCode::NOT_FOUND.into_response();
+    }
+    media.requests.fetch_add(1, Ordering::SeqCst);
+    let failing = media
+        .failures_left
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if failing {
+        let status = StatusCode::from_u16(media.fail_status.load(Ordering::SeqCst))
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return status.into_response();
     }
     media.fetches.fetch_add(1, Ordering::SeqCst);
     (

@@ -38,6 +38,9 @@ pub enum Answer {
     Hangup,
 }
 
+/// How long the media endpoint stays up after the last fetch.
+const MEDIA_QUIET: Duration = Duration::from_millis(1500);
+
 /// Confidence reported for speech when none is given.
 pub const DEFAULT_CONFIDENCE: f32 = 0.92;
 
@@ -396,8 +399,17 @@ pub async fn run(sim: &Simulation, on_line: &mut dyn FnMut(&str)) -> anyhow::Res
     caller.line(format!("call status callback: HTTP {status}"));
     report.status_callback_status = Some(status);
     if let Some(server) = media {
+        // Serve until the server has fetched the recording and then asked for
+        // nothing more for a moment (it may fetch again), or until `linger` ends.
         let until = Instant::now() + sim.linger;
-        while server.fetches() == 0 && Instant::now() < until {
+        let (mut seen, mut quiet_since) = (0, Instant::now());
+        while Instant::now() < until {
+            let requests = server.requests();
+            if requests != seen {
+                (seen, quiet_since) = (requests, Instant::now());
+            } else if server.fetches() > 0 && quiet_since.elapsed() >= MEDIA_QUIET {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         report.media_fetches = server.fetches();

@@ -22,13 +22,15 @@ pub async fn collect(mut stream: super::ByteStream) -> Vec<u8> {
 }
 
 /// Runs every check, each under its own prefix so backends can share a bucket.
-pub async fn run_all(store: &dyn ObjectStore) {
+pub async fn run_all(shared: Arc<dyn ObjectStore>) {
+    let store = shared.as_ref();
     created_objects_read_back(store).await;
     a_second_create_is_refused_and_keeps_the_first_bytes(store).await;
     listing_filters_by_prefix_in_order(store).await;
     file_creates_stream_and_are_write_once(store).await;
     ranged_reads_return_exactly_the_range(store).await;
     delete_removes_bookkeeping_objects(store).await;
+    exactly_one_concurrent_create_wins(shared.clone(), 8).await;
 }
 
 /// `create` then `get` and `head` give the bytes back; a missing key is `None`.

@@ -55,7 +55,12 @@ enum Source<'a> {
     File(&'a Path),
 }
 
-fn create_blocking(path: &Path, key: &ObjectKey, source: Source<'_>) -> Result<(), StoreError> {
+fn create_blocking(
+    root: &Path,
+    path: &Path,
+    key: &ObjectKey,
+    source: Source<'_>,
+) -> Result<(), StoreError> {
     let k = key.as_str();
     let dir = path
         .parent()
@@ -93,9 +98,19 @@ fn create_blocking(path: &Path, key: &ObjectKey, source: Source<'_>) -> Result<(
     })();
     let _ = std::fs::remove_file(&tmp);
     result?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(k))
+    // Sync the directory and the ones above it up to the root, so directories
+    // created for this key survive a power loss along with the object.
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        std::fs::File::open(d)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(k))?;
+        if d == root {
+            break;
+        }
+        at = d.parent();
+    }
+    Ok(())
 }
 
 fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectKey>, StoreError> {
@@ -144,19 +159,21 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectKey>, StoreError
 impl ObjectStore for FsStore {
     async fn create(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StoreError> {
         let path = self.path_of(key.as_str());
+        let root = self.root.clone();
         let key = key.clone();
         blocking(&key.to_string(), move || {
-            create_blocking(&path, &key, Source::Memory(&bytes))
+            create_blocking(&root, &path, &key, Source::Memory(&bytes))
         })
         .await
     }
 
     async fn create_file(&self, key: &ObjectKey, from: &Path) -> Result<(), StoreError> {
         let path = self.path_of(key.as_str());
+        let root = self.root.clone();
         let key = key.clone();
         let from = from.to_path_buf();
         blocking(&key.to_string(), move || {
-            create_blocking(&path, &key, Source::File(&from))
+            create_blocking(&root, &path, &key, Source::File(&from))
         })
         .await
     }
@@ -231,7 +248,7 @@ mod tests {
     #[tokio::test]
     async fn the_local_directory_meets_the_store_contract() {
         let (_dir, store) = store();
-        contract::run_all(&store).await;
+        contract::run_all(std::sync::Arc::new(store)).await;
     }
 
     #[tokio::test]

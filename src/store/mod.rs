@@ -12,6 +12,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::Stream;
+use time::OffsetDateTime;
 
 pub use fs::FsStore;
 pub use key::ObjectKey;
@@ -55,6 +56,29 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// Reads a whole object, or `None` when there is none under `key`.
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StoreError>;
+
+    /// Like [`ObjectStore::create`], and the store keeps the object at least
+    /// until `retain_until` where it can enforce that (S3 Object Lock); others ignore it.
+    async fn create_retained(
+        &self,
+        key: &ObjectKey,
+        bytes: Bytes,
+        retain_until: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let _ = retain_until;
+        self.create(key, bytes).await
+    }
+
+    /// Like [`ObjectStore::create_file`], with retention as in [`ObjectStore::create_retained`].
+    async fn create_file_retained(
+        &self,
+        key: &ObjectKey,
+        path: &Path,
+        retain_until: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        let _ = retain_until;
+        self.create_file(key, path).await
+    }
 
     /// Writes the contents of a local file under `key`, write-once and atomic
     /// like [`ObjectStore::create`], streaming: memory does not grow with the size.

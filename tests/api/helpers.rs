@@ -291,32 +291,24 @@ impl TestApp {
     }
 }
 
-/// Duration of an audio file as ffprobe reads it; fails when ffmpeg is missing.
-pub fn ffprobe_duration(path: &Path) -> f64 {
-    let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-        ])
+/// Duration of an audio file as ffmpeg decodes it, sample by sample (not
+/// what a header says): decoded 16-bit bytes / (2 × channels × rate).
+pub fn ffmpeg_decoded_secs(path: &Path, channels: u64, rate: u64) -> f64 {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
         .arg(path)
+        .args(["-f", "s16le", "-acodec", "pcm_s16le", "-"])
         .output()
         .unwrap_or_else(|e| {
-            panic!("ffprobe is needed (apt-get install -y ffmpeg; scripts/test installs it): {e}")
+            panic!("ffmpeg is needed (apt-get install -y ffmpeg; scripts/test installs it): {e}")
         });
     assert!(
         out.status.success(),
-        "ffprobe failed on {}: {}",
+        "ffmpeg failed on {}: {}",
         path.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("a duration")
+    out.stdout.len() as f64 / (2 * channels * rate) as f64
 }
 
 /// Checks a record against the committed JSON Schema.

@@ -80,10 +80,14 @@ async fn every_fixture_format_is_stored_and_decodes_to_the_source_duration() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("archival.wav");
         std::fs::write(&path, &bytes).unwrap();
-        let probed = ffprobe_duration(&path);
+        let decoded = ffmpeg_decoded_secs(
+            &path,
+            a["channels"].as_u64().unwrap(),
+            a["sample_rate"].as_u64().unwrap(),
+        );
         assert!(
-            (probed - want).abs() <= 0.05,
-            "{name}: ffprobe {probed} s vs source {want} s"
+            (decoded - want).abs() <= 0.05,
+            "{name}: ffmpeg decodes {decoded} s vs source {want} s"
         );
 
         let original = app
@@ -115,13 +119,24 @@ async fn consent_offsets_fall_inside_the_recording() {
     let duration = archival(&record)["duration_secs"].as_f64().unwrap();
     let events = record["consent_events"].as_array().unwrap();
     assert_eq!(events.len(), 2);
+    let rfc = &time::format_description::well_known::Rfc3339;
+    let started =
+        time::OffsetDateTime::parse(record["recording"]["started_at"].as_str().unwrap(), rfc)
+            .unwrap();
     for e in events {
         let offset = e["offset_secs"].as_f64().expect("an offset");
         assert!(
             (0.0..=duration).contains(&offset),
             "offset {offset} outside 0..{duration}"
         );
+        // Measured from the recording's start, not the call's or the epoch.
+        let at = time::OffsetDateTime::parse(e["at"].as_str().unwrap(), rfc).unwrap();
+        assert!(
+            (offset - (at - started).as_seconds_f64()).abs() < 0.002,
+            "offset {offset} for {e}"
+        );
     }
+    assert!(events[1]["offset_secs"].as_f64() >= events[0]["offset_secs"].as_f64());
     assert_eq!(record["outcome"]["status"], "confirmed");
     assert_eq!(
         record["confirmation"]["customer_phone_masked"],
@@ -566,4 +581,150 @@ async fn records_are_found_by_each_filter_and_paged() {
         .compliance_get("/v1/records?kind=upgrade&limit=9999", None)
         .await;
     assert_eq!(bad.status().as_u16(), 422);
+}
+
+#[tokio::test]
+async fn media_that_fails_at_first_is_retried_until_it_is_stored() {
+    let app = spawn_with(Options {
+        extra: vec![("CALLPROOF_RECORDING_RETRY_BASE_MS", "50".into())],
+        ..Options::default()
+    })
+    .await;
+    for (i, (fail_count, status)) in [(1usize, 404u16), (3, 500)].into_iter().enumerate() {
+        let call = format!("CA{i:032}");
+        let created = app.create(&billing_request()).await;
+        let start = [("AccountSid", ACCOUNT_SID), ("CallSid", call.as_str())];
+        let xml = app
+            .webhook(
+                created["transfer_url"].as_str().unwrap(),
+                &start,
+                AUTH_TOKEN,
+            )
+            .await
+            .text()
+            .await
+            .unwrap();
+        let doc = callproof::simulate::doc::parse(&xml).unwrap();
+        let callback = doc.children[0].children[0]
+            .attr("recordingStatusCallback")
+            .unwrap()
+            .to_owned();
+        let answer = [
+            ("AccountSid", ACCOUNT_SID),
+            ("CallSid", call.as_str()),
+            ("Digits", "1"),
+        ];
+        app.webhook(&gather_action(&xml), &answer, AUTH_TOKEN).await;
+        let sid = format!("RE{i:032}");
+        let server = media(&sid).await;
+        // 404 right after the callback is normal; 500s are an outage.
+        server.fail_next(fail_count, status);
+        let mut params = recording_params(&sid, &server.recording_url);
+        params[1] = ("CallSid", call.as_str());
+        app.webhook(&callback, &params, AUTH_TOKEN).await;
+        let record = app
+            .wait_record(created["id"].as_str().unwrap(), complete)
+            .await;
+        assert_eq!(record["version"], 1);
+        assert_eq!(
+            server.requests(),
+            fail_count + 1,
+            "{fail_count} × HTTP {status}, then the recording"
+        );
+        assert_eq!(server.fetches(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_recording_over_the_size_cap_is_refused_and_the_record_says_why() {
+    let app = spawn_with(Options {
+        extra: vec![
+            ("CALLPROOF_RECORDING_MAX_BYTES", "1000".into()),
+            ("CALLPROOF_RECORDING_WAIT_SECS", "1".into()),
+            ("CALLPROOF_SWEEP_INTERVAL_SECS", "1".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let (id, answer, callback) = started(&app).await;
+    app.webhook(
+        &answer,
+        &[
+            ("AccountSid", ACCOUNT_SID),
+            ("CallSid", CALL),
+            ("Digits", "1"),
+        ],
+        AUTH_TOKEN,
+    )
+    .await;
+    let sid = "RE99999999999999999999999999999999";
+    let server = media(sid).await;
+    let r = app
+        .webhook(
+            &callback,
+            &recording_params(sid, &server.recording_url),
+            AUTH_TOKEN,
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 204);
+    let record = app.wait_record(&id, |r| r["status"] == "incomplete").await;
+    let reason = record["incomplete_reason"].as_str().unwrap();
+    assert!(reason.contains("CALLPROOF_RECORDING_MAX_BYTES"), "{reason}");
+    assert!(record["recording"].is_null());
+}
+
+#[tokio::test]
+async fn a_recording_job_left_by_a_stopped_server_is_finished_by_the_next_one() {
+    let app = spawn_with(Options {
+        extra: vec![("CALLPROOF_RECORDING_DOWNLOAD_ATTEMPTS", "1".into())],
+        ..Options::default()
+    })
+    .await;
+    let (id, answer, callback) = started(&app).await;
+    app.webhook(
+        &answer,
+        &[
+            ("AccountSid", ACCOUNT_SID),
+            ("CallSid", CALL),
+            ("Digits", "1"),
+        ],
+        AUTH_TOKEN,
+    )
+    .await;
+    let sid = "RE12121212121212121212121212121212";
+    let server = media(sid).await;
+    server.fail_next(1_000_000, 503);
+    app.webhook(
+        &callback,
+        &recording_params(sid, &server.recording_url),
+        AUTH_TOKEN,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.requests() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no download attempt");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let data_dir = app.data_dir.clone();
+    let tmp = app.stop().await;
+    let jobs = data_dir.join("store/jobs/recordings");
+    assert_eq!(
+        std::fs::read_dir(&jobs).unwrap().count(),
+        1,
+        "the job outlives the server"
+    );
+
+    server.fail_next(0, 503);
+    let app = spawn_in(&data_dir, Options::default()).await;
+    let record = app.wait_record(&id, complete).await;
+    assert_eq!(record["version"], 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&jobs).unwrap().count() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job is removed once done"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(tmp);
 }
