@@ -270,8 +270,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         DevFile::NotUsed => {}
     }
+    let shutdown = shutdown_signal();
     tracing::info!(address = %app.address(), public_url = %app.public_base(), "listening");
-    app.run_until(shutdown_signal())
+    app.run_until(shutdown)
         .await
         .context("the server stopped with an error")?;
     Ok(ExitCode::SUCCESS)

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -238,6 +239,39 @@ fn key(s: String) -> ObjectKey {
     ObjectKey::new(s).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Writes `value` as JSON under `k`, once; `false` when the key was already taken.
+pub(crate) async fn create_json<T: Serialize>(
+    store: &dyn ObjectStore,
+    k: &ObjectKey,
+    value: &T,
+) -> Result<bool, RepoError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| RepoError::Corrupt {
+        key: k.to_string(),
+        reason: e.to_string(),
+    })?;
+    match store.create(k, Bytes::from(bytes)).await {
+        Ok(()) => Ok(true),
+        Err(StoreError::AlreadyExists(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads the JSON object under `k`, or `None` when there is none.
+pub(crate) async fn read_json<T: DeserializeOwned>(
+    store: &dyn ObjectStore,
+    k: &ObjectKey,
+) -> Result<Option<T>, RepoError> {
+    match store.get(k).await? {
+        None => Ok(None),
+        Some(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| RepoError::Corrupt {
+                key: k.to_string(),
+                reason: e.to_string(),
+            }),
+    }
+}
+
 /// Hex SHA-256 of provider-given text, so provider ids never become paths.
 pub fn digest_id(text: &str) -> String {
     hex::encode(&Sha256::digest(text.as_bytes())[..20])
@@ -254,30 +288,11 @@ impl Confirmations {
     }
 
     async fn create<T: Serialize>(&self, k: ObjectKey, value: &T) -> Result<bool, RepoError> {
-        let bytes = serde_json::to_vec_pretty(value).map_err(|e| RepoError::Corrupt {
-            key: k.to_string(),
-            reason: e.to_string(),
-        })?;
-        match self.store.create(&k, Bytes::from(bytes)).await {
-            Ok(()) => Ok(true),
-            Err(StoreError::AlreadyExists(_)) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        create_json(self.store.as_ref(), &k, value).await
     }
 
-    async fn read<T: for<'de> Deserialize<'de>>(
-        &self,
-        k: &ObjectKey,
-    ) -> Result<Option<T>, RepoError> {
-        match self.store.get(k).await? {
-            None => Ok(None),
-            Some(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| RepoError::Corrupt {
-                    key: k.to_string(),
-                    reason: e.to_string(),
-                }),
-        }
+    async fn read<T: DeserializeOwned>(&self, k: &ObjectKey) -> Result<Option<T>, RepoError> {
+        read_json(self.store.as_ref(), k).await
     }
 
     /// Creates a write-once fact, or returns the one already there.

@@ -3,12 +3,10 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::{ConfirmationRecord, RecordingResult};
-use crate::confirmations::{digest_id, RepoError};
+use crate::confirmations::{create_json, digest_id, read_json, RepoError};
 use crate::domain::ConfirmationId;
-use crate::store::{ObjectKey, ObjectStore, StoreError};
+use crate::store::{ObjectKey, ObjectStore};
 
 /// Records and recording results over an [`ObjectStore`].
 #[derive(Clone)]
@@ -19,13 +17,6 @@ pub struct Records {
 fn key(s: String) -> ObjectKey {
     // Built from server-made ids and digests only.
     ObjectKey::new(s).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn corrupt(k: &ObjectKey, e: impl std::fmt::Display) -> RepoError {
-    RepoError::Corrupt {
-        key: k.to_string(),
-        reason: e.to_string(),
-    }
 }
 
 /// Key prefix of one recording's audio objects.
@@ -44,16 +35,11 @@ impl Records {
         &self.store
     }
 
-    async fn read<T: for<'de> serde::Deserialize<'de>>(
+    async fn read<T: serde::de::DeserializeOwned>(
         &self,
         k: &ObjectKey,
     ) -> Result<Option<T>, RepoError> {
-        match self.store.get(k).await? {
-            None => Ok(None),
-            Some(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| corrupt(k, e)),
-        }
+        read_json(self.store.as_ref(), k).await
     }
 
     /// Stored version numbers of a record, ascending.
@@ -102,12 +88,7 @@ impl Records {
             "records/{}/v{:04}.json",
             record.record_id, record.version
         ));
-        let bytes = serde_json::to_vec_pretty(record).map_err(|e| corrupt(&k, e))?;
-        match self.store.create(&k, Bytes::from(bytes)).await {
-            Ok(()) => Ok(true),
-            Err(StoreError::AlreadyExists(_)) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        create_json(self.store.as_ref(), &k, record).await
     }
 
     /// Ids of every record, in id order.
@@ -164,11 +145,6 @@ impl Records {
             "{}result.json",
             audio_prefix(id, &result.recording_sid)
         ));
-        let bytes = serde_json::to_vec_pretty(result).map_err(|e| corrupt(&k, e))?;
-        match self.store.create(&k, Bytes::from(bytes)).await {
-            Ok(()) => Ok(true),
-            Err(StoreError::AlreadyExists(_)) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        create_json(self.store.as_ref(), &k, result).await
     }
 }

@@ -334,3 +334,68 @@ pub fn assert_valid_record(record: &Value) {
         "record does not match the schema: {errors:#?}"
     );
 }
+
+/// The CallSid of calls driven by hand-signed webhooks.
+pub const CALL: &str = "CA11111111111111111111111111111111";
+
+/// The parameters the provider sends with every webhook of `call`, plus `extra`.
+pub fn call_params<'a>(call: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut p = vec![
+        ("AccountSid", ACCOUNT_SID),
+        ("CallSid", call),
+        ("CallStatus", "in-progress"),
+        ("From", "+15551230001"),
+    ];
+    p.extend_from_slice(extra);
+    p
+}
+
+/// A request whose call was started by hand.
+pub struct Started {
+    /// The confirmation id.
+    pub id: String,
+    /// The first question's action URL.
+    pub answer: String,
+    /// The recording status callback URL.
+    pub callback: String,
+}
+
+impl TestApp {
+    /// Creates the documented request and sends `call` to its transfer URL.
+    pub async fn start_call(&self, call: &str) -> Started {
+        let created = self.create(&billing_request()).await;
+        let resp = self
+            .webhook(
+                created["transfer_url"].as_str().unwrap(),
+                &call_params(call, &[]),
+                AUTH_TOKEN,
+            )
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+        let xml = resp.text().await.unwrap();
+        let doc = callproof::simulate::doc::parse(&xml).unwrap();
+        let callback = doc.children[0].children[0]
+            .attr("recordingStatusCallback")
+            .unwrap()
+            .to_owned();
+        Started {
+            id: created["id"].as_str().unwrap().to_owned(),
+            answer: gather_action(&xml),
+            callback,
+        }
+    }
+}
+
+/// A recording status callback's parameters for `call`.
+pub fn recording_params<'a>(call: &'a str, sid: &'a str, url: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("AccountSid", ACCOUNT_SID),
+        ("CallSid", call),
+        ("RecordingSid", sid),
+        ("RecordingUrl", url),
+        ("RecordingStatus", "completed"),
+        ("RecordingDuration", "3"),
+        ("RecordingChannels", "1"),
+        ("RecordingStartTime", "Mon, 23 Nov 2026 06:00:00 +0000"),
+    ]
+}

@@ -247,31 +247,10 @@ async fn a_truncated_recording_is_kept_and_the_record_says_it_did_not_decode() {
     );
 }
 
-const CALL: &str = "CA44444444444444444444444444444444";
-
 /// Starts a call by hand; returns (id, answer URL, recording callback URL).
 async fn started(app: &TestApp) -> (String, String, String) {
-    let created = app.create(&billing_request()).await;
-    let xml = app
-        .webhook(
-            created["transfer_url"].as_str().unwrap(),
-            &[("AccountSid", ACCOUNT_SID), ("CallSid", CALL)],
-            AUTH_TOKEN,
-        )
-        .await
-        .text()
-        .await
-        .unwrap();
-    let doc = callproof::simulate::doc::parse(&xml).unwrap();
-    let callback = doc.children[0].children[0]
-        .attr("recordingStatusCallback")
-        .unwrap()
-        .to_owned();
-    (
-        created["id"].as_str().unwrap().to_owned(),
-        gather_action(&xml),
-        callback,
-    )
+    let s = app.start_call(CALL).await;
+    (s.id, s.answer, s.callback)
 }
 
 async fn media(sid: &str) -> MediaServer {
@@ -284,19 +263,6 @@ async fn media(sid: &str) -> MediaServer {
     )
     .await
     .unwrap()
-}
-
-fn recording_params<'a>(sid: &'a str, url: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("AccountSid", ACCOUNT_SID),
-        ("CallSid", CALL),
-        ("RecordingSid", sid),
-        ("RecordingUrl", url),
-        ("RecordingStatus", "completed"),
-        ("RecordingDuration", "3"),
-        ("RecordingChannels", "1"),
-        ("RecordingStartTime", "Mon, 23 Nov 2026 06:00:00 +0000"),
-    ]
 }
 
 #[tokio::test]
@@ -315,7 +281,7 @@ async fn a_duplicate_recording_callback_leaves_one_record() {
     .await;
     let sid = "RE55555555555555555555555555555555";
     let server = media(sid).await;
-    let params = recording_params(sid, &server.recording_url);
+    let params = recording_params(CALL, sid, &server.recording_url);
     let (a, b) = tokio::join!(
         app.webhook(&callback, &params, AUTH_TOKEN),
         app.webhook(&callback, &params, AUTH_TOKEN)
@@ -345,7 +311,7 @@ async fn a_recording_that_arrives_before_the_flow_finishes_completes_the_record(
     assert_eq!(
         app.webhook(
             &callback,
-            &recording_params(sid, &server.recording_url),
+            &recording_params(CALL, sid, &server.recording_url),
             AUTH_TOKEN
         )
         .await
@@ -420,7 +386,7 @@ async fn a_recording_that_arrives_long_after_makes_a_new_version_of_an_incomplet
     assert_eq!(
         app.webhook(
             &callback,
-            &recording_params(sid, &server.recording_url),
+            &recording_params(CALL, sid, &server.recording_url),
             AUTH_TOKEN
         )
         .await
@@ -592,39 +558,24 @@ async fn media_that_fails_at_first_is_retried_until_it_is_stored() {
     .await;
     for (i, (fail_count, status)) in [(1usize, 404u16), (3, 500)].into_iter().enumerate() {
         let call = format!("CA{i:032}");
-        let created = app.create(&billing_request()).await;
-        let start = [("AccountSid", ACCOUNT_SID), ("CallSid", call.as_str())];
-        let xml = app
-            .webhook(
-                created["transfer_url"].as_str().unwrap(),
-                &start,
-                AUTH_TOKEN,
-            )
-            .await
-            .text()
-            .await
-            .unwrap();
-        let doc = callproof::simulate::doc::parse(&xml).unwrap();
-        let callback = doc.children[0].children[0]
-            .attr("recordingStatusCallback")
-            .unwrap()
-            .to_owned();
+        let started = app.start_call(&call).await;
         let answer = [
             ("AccountSid", ACCOUNT_SID),
             ("CallSid", call.as_str()),
             ("Digits", "1"),
         ];
-        app.webhook(&gather_action(&xml), &answer, AUTH_TOKEN).await;
+        app.webhook(&started.answer, &answer, AUTH_TOKEN).await;
         let sid = format!("RE{i:032}");
         let server = media(&sid).await;
         // 404 right after the callback is normal; 500s are an outage.
         server.fail_next(fail_count, status);
-        let mut params = recording_params(&sid, &server.recording_url);
-        params[1] = ("CallSid", call.as_str());
-        app.webhook(&callback, &params, AUTH_TOKEN).await;
-        let record = app
-            .wait_record(created["id"].as_str().unwrap(), complete)
-            .await;
+        app.webhook(
+            &started.callback,
+            &recording_params(&call, &sid, &server.recording_url),
+            AUTH_TOKEN,
+        )
+        .await;
+        let record = app.wait_record(&started.id, complete).await;
         assert_eq!(record["version"], 1);
         assert_eq!(
             server.requests(),
@@ -662,7 +613,7 @@ async fn a_recording_over_the_size_cap_is_refused_and_the_record_says_why() {
     let r = app
         .webhook(
             &callback,
-            &recording_params(sid, &server.recording_url),
+            &recording_params(CALL, sid, &server.recording_url),
             AUTH_TOKEN,
         )
         .await;
@@ -696,7 +647,7 @@ async fn a_recording_job_left_by_a_stopped_server_is_finished_by_the_next_one() 
     server.fail_next(1_000_000, 503);
     app.webhook(
         &callback,
-        &recording_params(sid, &server.recording_url),
+        &recording_params(CALL, sid, &server.recording_url),
         AUTH_TOKEN,
     )
     .await;

@@ -6,35 +6,14 @@ use callproof::flow::token::{FlowToken, Purpose, StepState};
 
 use crate::helpers::*;
 
-const CALL: &str = "CA11111111111111111111111111111111";
-
 fn call_params<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut p = vec![
-        ("AccountSid", ACCOUNT_SID),
-        ("CallSid", CALL),
-        ("CallStatus", "in-progress"),
-        ("From", "+15551230001"),
-    ];
-    p.extend_from_slice(extra);
-    p
+    crate::helpers::call_params(CALL, extra)
 }
 
 /// Creates a request and starts its call by hand; returns (id, first answer URL).
 async fn started(app: &TestApp) -> (String, String) {
-    let created = app.create(&billing_request()).await;
-    let resp = app
-        .webhook(
-            created["transfer_url"].as_str().unwrap(),
-            &call_params(&[]),
-            AUTH_TOKEN,
-        )
-        .await;
-    assert_eq!(resp.status().as_u16(), 200);
-    let xml = resp.text().await.unwrap();
-    (
-        created["id"].as_str().unwrap().to_owned(),
-        gather_action(&xml),
-    )
+    let s = app.start_call(CALL).await;
+    (s.id, s.answer)
 }
 
 async fn event_count(app: &TestApp, id: &str) -> usize {
