@@ -37,6 +37,19 @@ enum Command {
     },
     /// Search, read and download voice confirmation records (compliance role).
     Records(RecordsArgs),
+    /// Inspect the configured store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Probe what the store guarantees (conditional create, a concurrent
+    /// create race, Object Lock, versioning); exits 1 when write-once cannot be
+    /// guaranteed. Takes the same settings as `serve`.
+    Check(ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +224,9 @@ pub fn main() -> ExitCode {
                 },
         } => classify(&locale, &kind, min_confidence),
         Command::Records(args) => runtime().and_then(|rt| rt.block_on(records_cmd(args))),
+        Command::Store {
+            command: StoreCommand::Check(args),
+        } => runtime().and_then(|rt| rt.block_on(store_check(args))),
     };
     match result {
         Ok(code) => code,
@@ -246,7 +262,8 @@ fn env_settings() -> Vec<(String, String)> {
         .collect()
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+/// The configuration of `serve` and `store check`: file, environment, flags.
+fn load_config(args: ServeArgs) -> anyhow::Result<Config> {
     let mut flags: Vec<(&str, String)> = Vec::new();
     if let Some(l) = args.listen {
         flags.push(("listen", l));
@@ -260,7 +277,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.production {
         flags.push(("environment", "production".into()));
     }
-    let config = Config::load(args.config.as_deref(), &env_settings(), &flags)?;
+    Ok(Config::load(
+        args.config.as_deref(),
+        &env_settings(),
+        &flags,
+    )?)
+}
+
+async fn store_check(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(args)?;
+    init_logging(config.log_format);
+    let (_, report) = crate::server::open_store(&config).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if report.write_once() {
+        eprintln!("{}: write-once is guaranteed", report.store);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{}", report.risk());
+        eprintln!("serve refuses this store unless CALLPROOF_S3_ACCEPT_OVERWRITE_RISK=true, and then only one instance may run");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(args)?;
     init_logging(config.log_format);
     let app = Application::build(config).await?;
     match app.dev_file() {

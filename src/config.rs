@@ -10,8 +10,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::auth::ApiKey;
+use crate::domain::ChangeKind;
 use crate::domain::PhoneNumber;
 use crate::ingest::RecordingFormat;
+use crate::store::s3::{LockMode, Sse};
 
 /// One setting: its TOML key, its environment variable, its default and what it does.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +58,22 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "archival_sample_rate", env: "CALLPROOF_ARCHIVAL_SAMPLE_RATE", default: None, help: "Sample rate of archival WAVs, in Hz; unset keeps each recording's own rate." },
     Setting { key: "ingest_concurrency", env: "CALLPROOF_INGEST_CONCURRENCY", default: Some("2"), help: "Recordings downloaded and transcoded at once." },
     Setting { key: "sweep_interval_secs", env: "CALLPROOF_SWEEP_INTERVAL_SECS", default: Some("30"), help: "How often overdue records and silent flows are looked for, in seconds." },
+    Setting { key: "store", env: "CALLPROOF_STORE", default: Some("fs"), help: "Where facts, records and audio are kept: fs (data_dir/store) or s3." },
+    Setting { key: "s3_bucket", env: "CALLPROOF_S3_BUCKET", default: None, help: "S3 bucket (store = s3). Credentials come from the standard AWS chain: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, or an instance role." },
+    Setting { key: "s3_prefix", env: "CALLPROOF_S3_PREFIX", default: None, help: "Key prefix inside the bucket, e.g. callproof/ (a trailing / is added)." },
+    Setting { key: "s3_endpoint", env: "CALLPROOF_S3_ENDPOINT", default: None, help: "Endpoint of an S3-compatible store (MinIO, Ceph RGW, Garage), e.g. http://127.0.0.1:9000; unset for AWS." },
+        Setting { key: "s3_access_key_id", env: "CALLPROOF_S3_ACCESS_KEY_ID", default: None, help: "Access key for the store, with s3_secret_access_key; unset uses the standard AWS chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profile, instance role)." },
+    Setting { key: "s3_secret_access_key", env: "CALLPROOF_S3_SECRET_ACCESS_KEY", default: None, help: "Secret key matching s3_access_key_id." },
+    Setting { key: "s3_region", env: "CALLPROOF_S3_REGION", default: Some("us-east-1"), help: "Region of the bucket." },
+    Setting { key: "s3_path_style", env: "CALLPROOF_S3_PATH_STYLE", default: Some("false"), help: "true for path-style addressing, which most S3-compatible stores need." },
+    Setting { key: "s3_sse", env: "CALLPROOF_S3_SSE", default: Some("none"), help: "Server-side encryption asked for every object: none, aes256 (SSE-S3) or aws:kms (SSE-KMS)." },
+    Setting { key: "s3_sse_kms_key_id", env: "CALLPROOF_S3_SSE_KMS_KEY_ID", default: None, help: "KMS key id for aws:kms; unset uses the bucket's default key." },
+    Setting { key: "s3_object_lock_mode", env: "CALLPROOF_S3_OBJECT_LOCK_MODE", default: Some("governance"), help: "Object Lock mode of retained evidence when the bucket has Object Lock: governance or compliance." },
+    Setting { key: "s3_multipart_threshold_bytes", env: "CALLPROOF_S3_MULTIPART_THRESHOLD_BYTES", default: Some("16777216"), help: "Files larger than this are uploaded in parts." },
+    Setting { key: "s3_part_size_bytes", env: "CALLPROOF_S3_PART_SIZE_BYTES", default: Some("8388608"), help: "Size of each uploaded part (S3's minimum is 5 MiB)." },
+    Setting { key: "s3_accept_overwrite_risk", env: "CALLPROOF_S3_ACCEPT_OVERWRITE_RISK", default: Some("false"), help: "true starts on a store that cannot guarantee write-once (it ignores If-None-Match, or lets concurrent creates all win). Stored evidence can then be overwritten: run exactly one instance." },
+    Setting { key: "retention_days", env: "CALLPROOF_RETENTION_DAYS", default: Some("2557"), help: "Days records and audio are retained (7 years by default); written as Object Lock retention when the bucket has Object Lock." },
+    Setting { key: "retention_by_kind", env: "CALLPROOF_RETENTION_BY_KIND", default: None, help: "Retention per kind overriding retention_days, e.g. termination=2557,billing=1827,communication=365." },
     Setting { key: "log_format", env: "CALLPROOF_LOG_FORMAT", default: Some("text"), help: "text for people, json for log pipelines." },
 ];
 
@@ -152,7 +170,55 @@ pub struct Config {
     pub archival_sample_rate: Option<u32>,
     pub ingest_concurrency: usize,
     pub sweep_interval_secs: u64,
+    pub store: StoreKind,
+    pub s3: S3Config,
+    pub retention: Retention,
     pub log_format: LogFormat,
+}
+
+/// Which backend keeps the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The local directory `data_dir/store`.
+    Fs,
+    /// An S3 bucket.
+    S3,
+}
+
+/// The S3 settings (used when `store = s3`).
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    /// See [`SETTINGS`].
+    pub bucket: Option<String>,
+    pub prefix: String,
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub path_style: bool,
+    pub sse: Option<Sse>,
+    pub lock_mode: LockMode,
+    pub multipart_threshold: u64,
+    pub part_size: u64,
+    pub accept_overwrite_risk: bool,
+    pub credentials: Option<(String, String)>,
+}
+
+/// How long evidence is kept, per kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Days for kinds without their own entry.
+    pub default_days: u32,
+    /// Days per kind.
+    pub by_kind: Vec<(ChangeKind, u32)>,
+}
+
+impl Retention {
+    /// Days a record of `kind` is kept.
+    pub fn days(&self, kind: ChangeKind) -> u32 {
+        self.by_kind
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(self.default_days, |(_, d)| *d)
+    }
 }
 
 /// How log lines are written.
@@ -320,6 +386,60 @@ impl Config {
             },
             ingest_concurrency: positive(l, "ingest_concurrency")?,
             sweep_interval_secs: positive(l, "sweep_interval_secs")?,
+            store: match get(l, "store").map(|(v, s)| (v.as_str(), s)) {
+                Some(("fs", _)) | None => StoreKind::Fs,
+                Some(("s3", _)) => StoreKind::S3,
+                Some((other, src)) => return Err(bad("store", other, src, "use fs or s3")),
+            },
+            s3: S3Config {
+                bucket: get(l, "s3_bucket").map(|(v, _)| v.clone()),
+                prefix: match get(l, "s3_prefix") {
+                    None => String::new(),
+                    Some((v, src)) => {
+                        let p = v.trim_matches('/');
+                        crate::store::ObjectKey::new(p)
+                            .map_err(|_| bad("s3_prefix", v, src, "use lowercase letters, digits, . _ - and /"))?;
+                        format!("{p}/")
+                    }
+                },
+                endpoint: get(l, "s3_endpoint").map(|(v, _)| v.trim_end_matches('/').to_owned()),
+                region: required(l, "s3_region")?.clone(),
+                path_style: boolean(l, "s3_path_style")?,
+                sse: match get(l, "s3_sse").map(|(v, s)| (v.as_str(), s)) {
+                    Some(("none", _)) | None => None,
+                    Some(("aes256", _)) | Some(("AES256", _)) => Some(Sse::S3),
+                    Some(("aws:kms", _)) => Some(Sse::Kms(get(l, "s3_sse_kms_key_id").map(|(v, _)| v.clone()))),
+                    Some((other, src)) => return Err(bad("s3_sse", other, src, "use none, aes256 or aws:kms")),
+                },
+                lock_mode: match get(l, "s3_object_lock_mode").map(|(v, s)| (v.as_str(), s)) {
+                    Some(("governance", _)) | None => LockMode::Governance,
+                    Some(("compliance", _)) => LockMode::Compliance,
+                    Some((other, src)) => return Err(bad("s3_object_lock_mode", other, src, "use governance or compliance")),
+                },
+                multipart_threshold: positive(l, "s3_multipart_threshold_bytes")?,
+                part_size: {
+                    let n: u64 = positive(l, "s3_part_size_bytes")?;
+                    if n < 5 * 1024 * 1024 {
+                        return Err(bad("s3_part_size_bytes", &n.to_string(), &l["s3_part_size_bytes"].1, "use at least 5242880 (5 MiB)"));
+                    }
+                    n
+                },
+                                accept_overwrite_risk: boolean(l, "s3_accept_overwrite_risk")?,
+                credentials: match (get(l, "s3_access_key_id"), get(l, "s3_secret_access_key")) {
+                    (Some((k, _)), Some((s, _))) => Some((k.clone(), s.clone())),
+                    (None, None) => None,
+                    (Some((_, src)), None) | (None, Some((_, src))) => {
+                        return Err(bad("s3_access_key_id", "<hidden>", src, "give both CALLPROOF_S3_ACCESS_KEY_ID and CALLPROOF_S3_SECRET_ACCESS_KEY, or neither"))
+                    }
+                },
+            },
+            retention: Retention {
+                default_days: positive(l, "retention_days")?,
+                by_kind: match get(l, "retention_by_kind") {
+                    None => Vec::new(),
+                    Some((v, src)) => parse_retention_by_kind(v).map_err(|why| bad("retention_by_kind", v, src, &why))?,
+                },
+            },
             log_format,
         })
     }
@@ -385,6 +505,35 @@ where
         return Err(bad(key, &l[key].0, &l[key].1, "use a whole number above 0"));
     }
     Ok(n)
+}
+
+fn boolean(l: &Layers, key: &str) -> Result<bool, ConfigError> {
+    let v = required(l, key)?;
+    match v.trim() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(bad(key, v, &l[key].1, "use true or false")),
+    }
+}
+
+fn parse_retention_by_kind(v: &str) -> Result<Vec<(ChangeKind, u32)>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            let (kind, days) = item
+                .split_once('=')
+                .ok_or_else(|| format!("{item:?} is not kind=days, like billing=1827"))?;
+            let kind: ChangeKind = kind.trim().parse()?;
+            let days: u32 = days
+                .trim()
+                .parse()
+                .ok()
+                .filter(|d| *d > 0)
+                .ok_or_else(|| format!("{item:?}: days must be a whole number above 0"))?;
+            Ok((kind, days))
+        })
+        .collect()
 }
 
 fn parse_public_url(v: &str) -> Result<String, String> {
@@ -574,5 +723,47 @@ mod tests {
             c.public_base("127.0.0.1:4321".parse().unwrap()),
             "http://127.0.0.1:4321"
         );
+    }
+
+    #[test]
+    fn s3_settings_and_retention_per_kind_parse() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("CALLPROOF_STORE", "s3"),
+                ("CALLPROOF_S3_BUCKET", "evidence"),
+                ("CALLPROOF_S3_PREFIX", "/calls/"),
+                ("CALLPROOF_S3_SSE", "aws:kms"),
+                ("CALLPROOF_S3_SSE_KMS_KEY_ID", "key-1"),
+                (
+                    "CALLPROOF_RETENTION_BY_KIND",
+                    "termination=3650, communication=365",
+                ),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.store, StoreKind::S3);
+        assert_eq!(c.s3.prefix, "calls/");
+        assert_eq!(c.s3.sse, Some(Sse::Kms(Some("key-1".into()))));
+        assert_eq!(c.retention.days(ChangeKind::Termination), 3650);
+        assert_eq!(c.retention.days(ChangeKind::Communication), 365);
+        assert_eq!(c.retention.days(ChangeKind::Billing), 2557);
+    }
+
+    #[test]
+    fn bad_s3_and_retention_settings_are_refused_with_the_fix() {
+        for (k, v, needle) in [
+            ("CALLPROOF_STORE", "gcs", "fs or s3"),
+            ("CALLPROOF_S3_PART_SIZE_BYTES", "1000", "5 MiB"),
+            ("CALLPROOF_RETENTION_BY_KIND", "billing:5", "kind=days"),
+            ("CALLPROOF_RETENTION_BY_KIND", "upgrade=5", "unknown kind"),
+            ("CALLPROOF_S3_ACCESS_KEY_ID", "AK", "both"),
+        ] {
+            let err = Config::load(None, &env(&[(k, v)]), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{k}={v}: {err}");
+        }
     }
 }

@@ -245,11 +245,25 @@ pub(crate) async fn create_json<T: Serialize>(
     k: &ObjectKey,
     value: &T,
 ) -> Result<bool, RepoError> {
+    create_json_retained(store, k, value, None).await
+}
+
+/// [`create_json`], retained until `retain_until` where the store enforces retention.
+pub(crate) async fn create_json_retained<T: Serialize>(
+    store: &dyn ObjectStore,
+    k: &ObjectKey,
+    value: &T,
+    retain_until: Option<OffsetDateTime>,
+) -> Result<bool, RepoError> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| RepoError::Corrupt {
         key: k.to_string(),
         reason: e.to_string(),
     })?;
-    match store.create(k, Bytes::from(bytes)).await {
+    let result = match retain_until {
+        Some(until) => store.create_retained(k, Bytes::from(bytes), until).await,
+        None => store.create(k, Bytes::from(bytes)).await,
+    };
+    match result {
         Ok(()) => Ok(true),
         Err(StoreError::AlreadyExists(_)) => Ok(false),
         Err(e) => Err(e.into()),

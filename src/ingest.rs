@@ -76,6 +76,10 @@ pub struct IngestSettings {
     pub auth_token: String,
     /// Scratch directory for downloads and transcodes.
     pub work_dir: PathBuf,
+    /// Days kept per kind.
+    pub retention: crate::config::Retention,
+    /// Object Lock mode when the store enforces retention; `None` when it cannot.
+    pub lock: Option<crate::store::s3::LockMode>,
 }
 
 /// A recording waiting to be ingested.
@@ -423,19 +427,32 @@ impl Ingest {
         }
 
         let prefix = record::repo_audio_prefix(&job.confirmation_id, &job.event.recording_sid);
+        let retain_until = match (
+            self.0.settings.lock,
+            self.0.confirmations.request(&job.confirmation_id).await?,
+        ) {
+            (Some(_), Some(request)) => Some(self.retention_of(&request).retain_until),
+            _ => None,
+        };
         let (orig_sha, orig_size) = {
             let path = original.clone();
             tokio::task::spawn_blocking(move || audio::hash_file(&path)).await??
         };
         let original_key =
             ObjectKey::new(format!("{prefix}original.{ext}")).map_err(anyhow::Error::msg)?;
-        self.put_file(&original_key, &original, &orig_sha).await?;
+        self.put_file(&original_key, &original, &orig_sha, retain_until)
+            .await?;
         let (decode, audio) = match transcoded {
             Ok(report) => {
                 let archival_key =
                     ObjectKey::new(format!("{prefix}archival.wav")).map_err(anyhow::Error::msg)?;
-                self.put_file(&archival_key, &archival, &report.archival.sha256)
-                    .await?;
+                self.put_file(
+                    &archival_key,
+                    &archival,
+                    &report.archival.sha256,
+                    retain_until,
+                )
+                .await?;
                 (
                     DecodePart {
                         ok: true,
@@ -507,8 +524,19 @@ impl Ingest {
 
     /// Stores a local file write-once. An object already there from an earlier,
     /// interrupted attempt counts as stored only if its bytes hash the same.
-    async fn put_file(&self, key: &ObjectKey, path: &Path, sha256: &str) -> anyhow::Result<()> {
-        match self.0.store.create_file(key, path).await {
+    async fn put_file(
+        &self,
+        key: &ObjectKey,
+        path: &Path,
+        sha256: &str,
+        retain_until: Option<OffsetDateTime>,
+    ) -> anyhow::Result<()> {
+        match self
+            .0
+            .store
+            .create_file_retained(key, path, retain_until)
+            .await
+        {
             Ok(()) => Ok(()),
             Err(StoreError::AlreadyExists(_)) => {
                 let stored = self.stored_sha256(key).await?;
@@ -598,6 +626,29 @@ impl Ingest {
         Ok(total)
     }
 
+    /// The retention of a request's record and audio.
+    fn retention_of(
+        &self,
+        request: &crate::confirmations::ConfirmationRequest,
+    ) -> record::RetentionPart {
+        let days = self.0.settings.retention.days(request.kind);
+        record::RetentionPart {
+            days,
+            retain_until: request.created_at + time::Duration::days(i64::from(days)),
+            enforced_by: if self.0.settings.lock.is_some() {
+                "s3_object_lock"
+            } else {
+                "none"
+            }
+            .to_owned(),
+            mode: self
+                .0
+                .settings
+                .lock
+                .map(|m| m.as_str().to_ascii_lowercase()),
+        }
+    }
+
     /// Writes the next record version if the facts call for one: the flow has
     /// finished and a recording result is new, or (`force`) the wait for the
     /// recording is over. Returns the version written.
@@ -634,6 +685,7 @@ impl Ingest {
                 None => self.pending_reason(id).await?,
                 Some(_) => None,
             };
+            let retention = self.retention_of(&view.request);
             let facts = RecordFacts {
                 view: &view,
                 outcome: &outcome,
@@ -641,9 +693,11 @@ impl Ingest {
                 recording,
                 waited_secs: self.0.settings.recording_wait.as_secs(),
                 pending: pending.as_deref(),
+                retention: &retention,
             };
             let rec = record::build(&facts, version, OffsetDateTime::now_utc());
-            if self.0.records.write(&rec).await? {
+            let enforce = self.0.settings.lock.map(|_| retention.retain_until);
+            if self.0.records.write(&rec, enforce).await? {
                 tracing::info!(confirmation = %id, version, status = ?rec.status, "record written");
                 return Ok(Some(version));
             }

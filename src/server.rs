@@ -10,7 +10,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::auth::{self, DevFile, KeyRing};
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::confirmations::Confirmations;
 use crate::flow::consent::Classifier;
 use crate::flow::prompts::Prompts;
@@ -18,7 +18,56 @@ use crate::flow::token::TokenSigner;
 use crate::http::{router, AppState, Shared};
 use crate::ingest::{Ingest, IngestSettings};
 use crate::notify::Notifier;
+use crate::store::check::{self, Probe, StoreReport};
+use crate::store::s3::{S3Settings, S3Store};
 use crate::store::{FsStore, ObjectStore};
+
+/// Opens the configured store and probes what it guarantees.
+pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn ObjectStore>, StoreReport)> {
+    match config.store {
+        StoreKind::Fs => {
+            let dir = config.data_dir.join("store");
+            let fs = FsStore::open(&dir)
+                .with_context(|| format!("cannot open the store at {}", dir.display()))?;
+            let store: Arc<dyn ObjectStore> = Arc::new(fs);
+            let (conditional_create, concurrent_create) =
+                check::probe_writes(store.clone(), 8, 1).await;
+            let report = StoreReport {
+                store: store.describe(),
+                conditional_create,
+                concurrent_create,
+                object_lock: Probe::No(
+                    "a local directory has no Object Lock; retention is stated, not enforced"
+                        .into(),
+                ),
+                versioning: Probe::No("a local directory keeps no versions".into()),
+            };
+            Ok((store, report))
+        }
+        StoreKind::S3 => {
+            let s3 = &config.s3;
+            let bucket = s3
+                .bucket
+                .clone()
+                .context("CALLPROOF_STORE=s3 needs CALLPROOF_S3_BUCKET")?;
+            let store = S3Store::connect(S3Settings {
+                bucket,
+                prefix: s3.prefix.clone(),
+                region: s3.region.clone(),
+                endpoint: s3.endpoint.clone(),
+                path_style: s3.path_style,
+                sse: s3.sse.clone(),
+                lock_mode: s3.lock_mode,
+                multipart_threshold: s3.multipart_threshold,
+                part_size: s3.part_size,
+                credentials: s3.credentials.clone(),
+            })
+            .await;
+            let report = check::check_s3(&store, 8).await;
+            Ok((Arc::new(store), report))
+        }
+    }
+}
 
 /// A bound, ready server.
 pub struct Application {
@@ -36,11 +85,24 @@ impl Application {
             Some(dir) => Prompts::from_dir(dir)?,
             None => Prompts::builtin()?,
         };
-        let store_dir = config.data_dir.join("store");
-        let store: Arc<dyn ObjectStore> = Arc::new(
-            FsStore::open(&store_dir)
-                .with_context(|| format!("cannot open the store at {}", store_dir.display()))?,
+        let (store, report) = open_store(&config).await?;
+        tracing::info!(
+            store = %report.store,
+            write_once = report.write_once(),
+            object_lock = ?report.object_lock,
+            versioning = ?report.versioning,
+            "store checked"
         );
+        if !report.write_once() {
+            if config.s3.accept_overwrite_risk {
+                tracing::warn!(risk = %report.risk(), "starting anyway (CALLPROOF_S3_ACCEPT_OVERWRITE_RISK=true): run exactly one instance");
+            } else {
+                anyhow::bail!(
+                    "{}. Use a store that honours If-None-Match, or set CALLPROOF_S3_ACCEPT_OVERWRITE_RISK=true to start anyway and run exactly one instance",
+                    report.risk()
+                );
+            }
+        }
         let listener = TcpListener::bind(config.listen).await.with_context(|| {
             format!(
                 "cannot listen on {}: is another server using it? Set CALLPROOF_LISTEN",
@@ -66,6 +128,8 @@ impl Application {
             account_sid: credentials.twilio_account_sid.clone(),
             auth_token: credentials.twilio_auth_token.clone(),
             work_dir: config.data_dir.join("work"),
+            retention: config.retention.clone(),
+            lock: report.object_lock.is_yes().then_some(config.s3.lock_mode),
         };
         let confirmations = Confirmations::new(store.clone());
         let (ingest, jobs) = Ingest::new(store.clone(), confirmations.clone(), notifier, settings);
@@ -76,6 +140,7 @@ impl Application {
             ingest,
             confirmations,
             prompts,
+            store_report: report,
             public_base,
             credentials,
             config,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -25,6 +26,7 @@ use crate::flow::prompts::Prompts;
 use crate::flow::token::TokenSigner;
 use crate::flow::{ANSWER_PATH, RECORDING_PATH, START_PATH, STATUS_PATH};
 use crate::ingest::Ingest;
+use crate::store::check::StoreReport;
 
 pub use error::ApiError;
 
@@ -44,6 +46,8 @@ pub struct Shared {
     pub confirmations: Confirmations,
     /// Prompt templates.
     pub prompts: Prompts,
+    /// What the store was found to guarantee at start-up.
+    pub store_report: StoreReport,
     /// Speech answer classifier.
     pub classifier: Classifier,
     /// Flow token signer.
@@ -86,6 +90,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.config.request_timeout_secs);
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/v1/confirmations", post(api::create_confirmation))
         .route("/v1/confirmations/{id}", get(api::get_confirmation))
         .route("/v1/records", get(records::list))
@@ -106,4 +111,33 @@ pub fn router(state: AppState) -> Router {
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Ready when the store answers now; the body carries the start-up store check.
+async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    let probe = tokio::time::timeout(
+        Duration::from_secs(3),
+        s.ingest.records().store().list("probe/ready/"),
+    )
+    .await;
+    let (status, word, error) = match probe {
+        Ok(Ok(_)) => (StatusCode::OK, "ready", None),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store unavailable",
+            Some(e.to_string()),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store unavailable",
+            Some("no answer within 3 s".to_owned()),
+        ),
+    };
+    let body = serde_json::json!({
+        "status": word,
+        "error": error,
+        "store": s.store_report,
+        "write_once": s.store_report.write_once(),
+    });
+    (status, Json(body))
 }

@@ -59,6 +59,22 @@ pub struct ConfirmationRecord {
     pub consent_events: Vec<EventPart>,
     /// The call recording, if it arrived.
     pub recording: Option<RecordingPart>,
+    /// How long this record and its audio are kept, and what enforces it.
+    pub retention: RetentionPart,
+}
+
+/// Retention of a record and its audio.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetentionPart {
+    /// Days kept, from the request, for this kind of change.
+    pub days: u32,
+    /// Kept at least until this time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub retain_until: OffsetDateTime,
+    /// `s3_object_lock` when the store enforces it; `none` when only stated.
+    pub enforced_by: String,
+    /// Object Lock mode (`governance` or `compliance`) when enforced.
+    pub mode: Option<String>,
 }
 
 /// The request part of a record.
@@ -259,6 +275,8 @@ pub struct RecordFacts<'a> {
     pub waited_secs: u64,
     /// Why a recording whose callback arrived is not stored yet, if so.
     pub pending: Option<&'a str>,
+    /// The retention to state.
+    pub retention: &'a RetentionPart,
 }
 
 /// Builds version `version` of the record from the facts.
@@ -270,6 +288,7 @@ pub fn build(facts: &RecordFacts<'_>, version: u32, now: OffsetDateTime) -> Conf
         recording,
         waited_secs,
         pending,
+        retention,
     } = *facts;
     let r = &view.request;
     let started = recording
@@ -353,5 +372,6 @@ pub fn build(facts: &RecordFacts<'_>, version: u32, now: OffsetDateTime) -> Conf
             decode: rec.decode.clone(),
             audio: rec.audio.clone(),
         }),
+        retention: retention.clone(),
     }
 }

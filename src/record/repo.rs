@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use super::{ConfirmationRecord, RecordingResult};
-use crate::confirmations::{create_json, digest_id, read_json, RepoError};
+use time::OffsetDateTime;
+
+use crate::confirmations::{create_json, create_json_retained, digest_id, read_json, RepoError};
 use crate::domain::ConfirmationId;
 use crate::store::{ObjectKey, ObjectStore};
 
@@ -83,12 +85,16 @@ impl Records {
     }
 
     /// Writes a record version once; `false` when that version already exists.
-    pub async fn write(&self, record: &ConfirmationRecord) -> Result<bool, RepoError> {
+    pub async fn write(
+        &self,
+        record: &ConfirmationRecord,
+        retain_until: Option<OffsetDateTime>,
+    ) -> Result<bool, RepoError> {
         let k = key(format!(
             "records/{}/v{:04}.json",
             record.record_id, record.version
         ));
-        create_json(self.store.as_ref(), &k, record).await
+        create_json_retained(self.store.as_ref(), &k, record, retain_until).await
     }
 
     /// Ids of every record, in id order.

@@ -146,11 +146,11 @@ pub async fn listing_filters_by_prefix_in_order(store: &dyn ObjectStore) {
         .is_empty());
 }
 
-/// `create_file` stores a file's bytes whole, and is write-once too.
+/// `create_file` stores a file's bytes whole (12 MB: more than one S3 part), and is write-once too.
 pub async fn file_creates_stream_and_are_write_once(store: &dyn ObjectStore) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let path = dir.path().join("blob");
-    let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let bytes: Vec<u8> = (0..12_000_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
     let k = key("contract/file/blob.bin");
     store.create_file(&k, &path).await.unwrap();

@@ -1,9 +1,11 @@
 //! Durable storage of every fact callproof keeps, behind one `ObjectStore` trait.
 //! Backends: a local directory (`fs`, the default); S3 joins behind the same trait.
 
+pub mod check;
 pub mod contract;
 mod fs;
 mod key;
+pub mod s3;
 
 use std::ops::Range;
 use std::path::Path;

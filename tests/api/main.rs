@@ -6,5 +6,6 @@ mod cli;
 mod confirmations;
 mod helpers;
 mod records;
+mod s3;
 mod schema;
 mod webhooks;

@@ -1,0 +1,502 @@
+//! The S3 backend (AWS S3 or an S3-compatible store) behind `ObjectStore`:
+//! conditional creates, multipart uploads, ranged reads, server-side encryption.
+//!
+//! Only this file knows S3. Write-once rests on `If-None-Match: *`, which not
+//! every S3-compatible store honours: `check` finds out before anything is stored.
+
+use std::ops::Range;
+use std::path::Path;
+
+use async_trait::async_trait;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{ByteStream as S3Body, Length};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockMode,
+    ServerSideEncryption,
+};
+use bytes::Bytes;
+
+use time::OffsetDateTime;
+use tokio_util::io::ReaderStream;
+
+use super::{ByteStream, ObjectKey, ObjectMeta, ObjectStore, StoreError};
+
+/// Server-side encryption asked of the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sse {
+    /// SSE-S3 (AES256, keys managed by the store).
+    S3,
+    /// SSE-KMS with this key id (or the bucket's default key when `None`).
+    Kms(Option<String>),
+}
+
+/// Object Lock retention written on evidence objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Users with a special permission can still remove or shorten it.
+    Governance,
+    /// Nobody can remove or shorten it until it expires.
+    Compliance,
+}
+
+impl LockMode {
+    /// The name S3 uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Governance => "GOVERNANCE",
+            LockMode::Compliance => "COMPLIANCE",
+        }
+    }
+}
+
+/// How to reach the bucket.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix inside the bucket (`""` or ending in `/`).
+    pub prefix: String,
+    /// Region.
+    pub region: String,
+    /// Endpoint of an S3-compatible store; `None` for AWS.
+    pub endpoint: Option<String>,
+    /// Path-style addressing (most S3-compatible stores need it).
+    pub path_style: bool,
+    /// Server-side encryption.
+    pub sse: Option<Sse>,
+    /// Object Lock mode for retained objects, when the bucket has Object Lock.
+    pub lock_mode: LockMode,
+    /// Files above this size are uploaded in parts.
+    pub multipart_threshold: u64,
+    /// Size of each part.
+    pub part_size: u64,
+    /// Static access key and secret; `None` uses the standard AWS chain.
+    pub credentials: Option<(String, String)>,
+}
+
+/// Objects in an S3 bucket.
+#[derive(Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    settings: S3Settings,
+}
+
+fn backend(key: &str, what: impl std::fmt::Display) -> StoreError {
+    StoreError::Io {
+        key: key.to_owned(),
+        source: std::io::Error::other(what.to_string()),
+    }
+}
+
+/// Describes an SDK error with the store's code and message, for logs.
+fn describe<E: ProvideErrorMetadata + std::fmt::Debug>(e: &SdkError<E>) -> String {
+    match e {
+        SdkError::ServiceError(s) => {
+            let status = s.raw().status().as_u16();
+            let inner = s.err();
+            format!(
+                "HTTP {status} {}: {}",
+                inner.code().unwrap_or("error"),
+                inner.message().unwrap_or("no message")
+            )
+        }
+        SdkError::TimeoutError(_) => "timed out".into(),
+        SdkError::DispatchFailure(d) => format!("cannot reach the store: {d:?}"),
+        other => format!("{other:?}"),
+    }
+}
+
+fn status_of<E>(e: &SdkError<E>) -> Option<u16> {
+    match e {
+        SdkError::ServiceError(s) => Some(s.raw().status().as_u16()),
+        _ => None,
+    }
+}
+
+impl S3Store {
+    /// Builds a client from the standard AWS chain (environment, profile,
+    /// instance role) and the settings; makes no request.
+    pub async fn connect(settings: S3Settings) -> Self {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http)
+            .region(aws_config::Region::new(settings.region.clone()));
+        if let Some((key, secret)) = &settings.credentials {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                key.clone(),
+                secret.clone(),
+                None,
+                None,
+                "callproof settings",
+            ));
+        }
+        let shared = loader.load().await;
+        let mut conf =
+            aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.path_style);
+        if let Some(endpoint) = &settings.endpoint {
+            conf = conf.endpoint_url(endpoint);
+        }
+        S3Store {
+            client: aws_sdk_s3::Client::from_conf(conf.build()),
+            settings,
+        }
+    }
+
+    /// The SDK client, for the store check.
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &S3Settings {
+        &self.settings
+    }
+
+    /// The full key in the bucket.
+    pub fn full_key(&self, key: &str) -> String {
+        format!("{}{key}", self.settings.prefix)
+    }
+
+    fn put(
+        &self,
+        key: &str,
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+        let mut put = self
+            .client
+            .put_object()
+            .bucket(&self.settings.bucket)
+            .key(self.full_key(key))
+            .if_none_match("*")
+            .checksum_algorithm(ChecksumAlgorithm::Sha256);
+        put = match &self.settings.sse {
+            None => put,
+            Some(Sse::S3) => put.server_side_encryption(ServerSideEncryption::Aes256),
+            Some(Sse::Kms(id)) => {
+                let p = put.server_side_encryption(ServerSideEncryption::AwsKms);
+                match id {
+                    Some(id) => p.ssekms_key_id(id),
+                    None => p,
+                }
+            }
+        };
+        put
+    }
+
+    fn lock_mode(&self) -> ObjectLockMode {
+        match self.settings.lock_mode {
+            LockMode::Governance => ObjectLockMode::Governance,
+            LockMode::Compliance => ObjectLockMode::Compliance,
+        }
+    }
+
+    async fn put_bytes(
+        &self,
+        key: &ObjectKey,
+        bytes: Bytes,
+        retain_until: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        let mut put = self.put(key.as_str()).body(S3Body::from(bytes));
+        if let Some(until) = retain_until {
+            put = put
+                .object_lock_mode(self.lock_mode())
+                .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(
+                    until.unix_timestamp(),
+                ));
+        }
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if status_of(&e) == Some(412) => Err(StoreError::AlreadyExists(key.clone())),
+            Err(e) => Err(backend(key.as_str(), describe(&e))),
+        }
+    }
+
+    async fn put_multipart(
+        &self,
+        key: &ObjectKey,
+        path: &Path,
+        size: u64,
+        retain_until: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        let k = key.as_str();
+        let full = self.full_key(k);
+        // An object already there is refused before the upload, and again
+        // (atomically) when the upload completes.
+        if self.head(key).await?.is_some() {
+            return Err(StoreError::AlreadyExists(key.clone()));
+        }
+        let mut create = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.settings.bucket)
+            .key(&full)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256);
+        create = match &self.settings.sse {
+            None => create,
+            Some(Sse::S3) => create.server_side_encryption(ServerSideEncryption::Aes256),
+            Some(Sse::Kms(id)) => {
+                let c = create.server_side_encryption(ServerSideEncryption::AwsKms);
+                match id {
+                    Some(id) => c.ssekms_key_id(id),
+                    None => c,
+                }
+            }
+        };
+        if let Some(until) = retain_until {
+            create = create
+                .object_lock_mode(self.lock_mode())
+                .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(
+                    until.unix_timestamp(),
+                ));
+        }
+        let upload = create.send().await.map_err(|e| backend(k, describe(&e)))?;
+        let upload_id = upload
+            .upload_id()
+            .ok_or_else(|| backend(k, "the store gave no upload id"))?
+            .to_owned();
+        let result = async {
+            let mut parts = Vec::new();
+            let mut offset = 0u64;
+            let mut number = 1i32;
+            while offset < size {
+                let len = self.settings.part_size.min(size - offset);
+                let body = S3Body::read_from()
+                    .path(path)
+                    .offset(offset)
+                    .length(Length::Exact(len))
+                    .build()
+                    .await
+                    .map_err(|e| backend(k, e))?;
+                let part = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.settings.bucket)
+                    .key(&full)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| backend(k, describe(&e)))?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(part.e_tag().map(str::to_owned))
+                        .set_checksum_sha256(part.checksum_sha256().map(str::to_owned))
+                        .build(),
+                );
+                offset += len;
+                number += 1;
+            }
+            match self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.settings.bucket)
+                .key(&full)
+                .upload_id(&upload_id)
+                .if_none_match("*")
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) if status_of(&e) == Some(412) => Err(StoreError::AlreadyExists(key.clone())),
+                Err(e) => Err(backend(k, describe(&e))),
+            }
+        }
+        .await;
+        if result.is_err() {
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.settings.bucket)
+                .key(&full)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn create(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StoreError> {
+        self.put_bytes(key, bytes, None).await
+    }
+
+    async fn create_retained(
+        &self,
+        key: &ObjectKey,
+        bytes: Bytes,
+        retain_until: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.put_bytes(key, bytes, Some(retain_until)).await
+    }
+
+    async fn create_file(&self, key: &ObjectKey, path: &Path) -> Result<(), StoreError> {
+        self.create_file_retained(key, path, None).await
+    }
+
+    async fn create_file_retained(
+        &self,
+        key: &ObjectKey,
+        path: &Path,
+        retain_until: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| backend(key.as_str(), e))?
+            .len();
+        if size > self.settings.multipart_threshold {
+            return self.put_multipart(key, path, size, retain_until).await;
+        }
+        let body = S3Body::from_path(path)
+            .await
+            .map_err(|e| backend(key.as_str(), e))?;
+        let mut put = self.put(key.as_str()).body(body);
+        if let Some(until) = retain_until {
+            put = put
+                .object_lock_mode(self.lock_mode())
+                .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(
+                    until.unix_timestamp(),
+                ));
+        }
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if status_of(&e) == Some(412) => Err(StoreError::AlreadyExists(key.clone())),
+            Err(e) => Err(backend(key.as_str(), describe(&e))),
+        }
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StoreError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.settings.bucket)
+            .key(self.full_key(key.as_str()))
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let data = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| backend(key.as_str(), e))?;
+                Ok(Some(data.into_bytes()))
+            }
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(backend(key.as_str(), describe(&e))),
+        }
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.settings.bucket)
+            .key(self.full_key(key.as_str()))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(ObjectMeta {
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+            })),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(backend(key.as_str(), describe(&e))),
+        }
+    }
+
+    async fn read_range(
+        &self,
+        key: &ObjectKey,
+        range: Range<u64>,
+    ) -> Result<Option<ByteStream>, StoreError> {
+        let Some(meta) = self.head(key).await? else {
+            return Ok(None);
+        };
+        let end = range.end.min(meta.size);
+        if range.start >= end {
+            return Ok(Some(Box::pin(futures_util::stream::empty())));
+        }
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.settings.bucket)
+            .key(self.full_key(key.as_str()))
+            .range(format!("bytes={}-{}", range.start, end - 1))
+            .send()
+            .await;
+        match out {
+            Ok(out) => {
+                let reader = out.body.into_async_read();
+                Ok(Some(Box::pin(ReaderStream::with_capacity(
+                    reader,
+                    64 * 1024,
+                ))))
+            }
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(backend(key.as_str(), describe(&e))),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError> {
+        let full = self.full_key(prefix);
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.settings.bucket)
+            .prefix(&full)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| backend(prefix, describe(&e)))?;
+            for obj in page.contents() {
+                if let Some(k) = obj
+                    .key()
+                    .and_then(|k| k.strip_prefix(&self.settings.prefix))
+                {
+                    if let Ok(key) = ObjectKey::new(k) {
+                        out.push(key);
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.settings.bucket)
+            .key(self.full_key(key.as_str()))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            Err(e) => Err(backend(key.as_str(), describe(&e))),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "S3 bucket {} prefix {:?} at {}",
+            self.settings.bucket,
+            self.settings.prefix,
+            self.settings.endpoint.as_deref().unwrap_or("AWS")
+        )
+    }
+}

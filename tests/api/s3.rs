@@ -1,0 +1,414 @@
+//! S3 backends on real S3-compatible servers started here on loopback: moto's
+//! server (conditional create, Object Lock) and s3s-fs (signatures, checksums).
+//! The store contract runs on both, skipping only what each one's store check
+//! says it lacks; a whole call runs on S3; a store that ignores `If-None-Match`
+//! is refused.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use callproof::store::check::{self, Probe};
+use callproof::store::s3::{LockMode, S3Settings, S3Store};
+use callproof::store::{contract, ObjectStore};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+pub const ACCESS_KEY: &str = "AKCALLPROOFTEST";
+pub const SECRET_KEY: &str = "SKCALLPROOFTESTSECRET";
+
+/// An S3-compatible server process, stopped on drop.
+pub struct S3Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tool installed by `scripts/test`: from its environment variable, else PATH.
+fn tool(env: &str, name: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env) {
+        return PathBuf::from(p);
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "{name} is needed for the S3 tests: run scripts/test, which installs it, or set {env}"
+        )
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn wait_for(port: u16, child: &mut Child, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{name} exited at start: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not listen on {port} within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Starts moto's S3 server.
+pub fn start_moto() -> S3Server {
+    let port = free_port();
+    let mut child = Command::new(tool("MOTO_SERVER_BIN", "moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server starts");
+    wait_for(port, &mut child, "moto_server");
+    S3Server {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _dir: None,
+    }
+}
+
+/// Starts s3s-fs on a temporary directory.
+pub fn start_s3s_fs() -> S3Server {
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(tool("S3S_FS_BIN", "s3s-fs"))
+        .args([
+            "--access-key",
+            ACCESS_KEY,
+            "--secret-key",
+            SECRET_KEY,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("s3s-fs starts");
+    wait_for(port, &mut child, "s3s-fs");
+    S3Server {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _dir: Some(dir),
+    }
+}
+
+pub fn settings(endpoint: &str, bucket: &str) -> S3Settings {
+    S3Settings {
+        bucket: bucket.into(),
+        prefix: "callproof/".into(),
+        region: "us-east-1".into(),
+        endpoint: Some(endpoint.into()),
+        path_style: true,
+        sse: None,
+        lock_mode: LockMode::Governance,
+        multipart_threshold: 6 * 1024 * 1024,
+        part_size: 5 * 1024 * 1024,
+        credentials: Some((ACCESS_KEY.into(), SECRET_KEY.into())),
+    }
+}
+
+/// Creates a bucket (with Object Lock when asked) and returns a store on it.
+pub async fn bucket(endpoint: &str, name: &str, object_lock: bool) -> S3Store {
+    let store = S3Store::connect(settings(endpoint, name)).await;
+    let mut create = store.client().create_bucket().bucket(name);
+    if object_lock {
+        create = create.object_lock_enabled_for_bucket(true);
+    }
+    create
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create bucket {name}: {e:?}"));
+    store
+}
+
+/// The environment that puts a test server on a bucket.
+pub fn s3_options(endpoint: &str, bucket: &str) -> Options {
+    Options {
+        extra: vec![
+            ("CALLPROOF_STORE", "s3".into()),
+            ("CALLPROOF_S3_BUCKET", bucket.into()),
+            ("CALLPROOF_S3_ENDPOINT", endpoint.into()),
+            ("CALLPROOF_S3_PATH_STYLE", "true".into()),
+            ("CALLPROOF_S3_PREFIX", "calls".into()),
+            ("CALLPROOF_S3_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("CALLPROOF_S3_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+        ],
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn moto_guarantees_write_once_and_object_lock_and_meets_the_whole_contract() {
+    let server = start_moto();
+    let store = bucket(&server.endpoint, "contract", true).await;
+    let report = check::check_s3(&store, 8).await;
+    assert_eq!(report.conditional_create, Probe::Yes, "{report:?}");
+    assert_eq!(report.concurrent_create, Probe::Yes, "{report:?}");
+    assert_eq!(report.object_lock, Probe::Yes, "{report:?}");
+    assert!(report.write_once());
+    contract::run_all(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn s3s_fs_meets_the_contract_where_its_store_check_says_it_can() {
+    let server = start_s3s_fs();
+    let store = bucket(&server.endpoint, "contract", false).await;
+    let report = check::check_s3(&store, 8).await;
+    assert_eq!(report.conditional_create, Probe::Yes, "{report:?}");
+    assert!(
+        !report.object_lock.is_yes(),
+        "s3s-fs has no Object Lock: {report:?}"
+    );
+    let shared: Arc<dyn ObjectStore> = Arc::new(store);
+    let s = shared.as_ref();
+    contract::created_objects_read_back(s).await;
+    contract::a_second_create_is_refused_and_keeps_the_first_bytes(s).await;
+    contract::listing_filters_by_prefix_in_order(s).await;
+    contract::file_creates_stream_and_are_write_once(s).await;
+    contract::ranged_reads_return_exactly_the_range(s).await;
+    contract::delete_removes_bookkeeping_objects(s).await;
+    match &report.concurrent_create {
+        Probe::Yes => contract::exactly_one_concurrent_create_wins(shared.clone(), 8).await,
+        other => eprintln!("skipped on s3s-fs: the concurrent-create check, which its store check answered {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn signatures_are_checked_by_s3s_fs_so_wrong_keys_are_refused() {
+    let server = start_s3s_fs();
+    bucket(&server.endpoint, "signed", false).await;
+    let mut wrong = settings(&server.endpoint, "signed");
+    wrong.credentials = Some((ACCESS_KEY.into(), "not-the-secret".into()));
+    let store = S3Store::connect(wrong).await;
+    let key = callproof::store::ObjectKey::new("probe/x").unwrap();
+    let err = store
+        .create(&key, bytes::Bytes::from_static(b"x"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("403") || err.to_string().to_lowercase().contains("signature"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_whole_call_runs_on_s3_and_its_audio_streams_back_with_ranges() {
+    let server = start_moto();
+    bucket(&server.endpoint, "evidence", true).await;
+    let app = spawn_with(s3_options(&server.endpoint, "evidence")).await;
+    let ready: Value = app.get_with("/readyz", None).await.json().await.unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["write_once"], true, "{ready}");
+
+    let created = app.create(&billing_request()).await;
+    let id = created["id"].as_str().unwrap();
+    app.call_with_recording(
+        created["transfer_url"].as_str().unwrap(),
+        &["press:1"],
+        fixture("speech-8k-dual.wav"),
+    )
+    .await;
+    let record = app.wait_record(id, |r| r["status"] == "complete").await;
+    assert_valid_record(&record);
+    assert_eq!(
+        record["retention"]["enforced_by"], "s3_object_lock",
+        "{record}"
+    );
+    let archival = record["recording"]["audio"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["role"] == "archival")
+        .unwrap();
+    assert_eq!(archival["channels"], 2);
+    let whole = app
+        .compliance_get(&format!("/v1/records/{id}/audio"), None)
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    use sha2::Digest;
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&whole)),
+        archival["sha256"].as_str().unwrap()
+    );
+    let part = app
+        .compliance_get(&format!("/v1/records/{id}/audio"), Some("bytes=1000-1999"))
+        .await;
+    assert_eq!(part.status().as_u16(), 206);
+    assert_eq!(part.bytes().await.unwrap(), whole.slice(1000..2000));
+    // Nothing was written to the local store.
+    assert!(!app.data_dir.join("store/records").exists());
+}
+
+/// An S3 endpoint that forwards to `upstream` but drops `If-None-Match`, so
+/// every create overwrites: how Garage 2.5 was measured to behave.
+async fn ignoring_if_none_match(upstream: String) -> String {
+    use axum::body::{to_bytes, Body};
+    use axum::extract::Request;
+    use axum::response::Response;
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let (client, upstream) = (client.clone(), upstream.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
+            let url = format!(
+                "{upstream}{}",
+                parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/")
+            );
+            let mut forward = client.request(parts.method, url);
+            for (name, value) in &parts.headers {
+                if !matches!(name.as_str(), "host" | "if-none-match" | "content-length") {
+                    forward = forward.header(name, value);
+                }
+            }
+            let resp = forward.body(body).send().await.expect("upstream answers");
+            let mut out = Response::builder().status(resp.status());
+            for (name, value) in resp.headers() {
+                if !matches!(
+                    name.as_str(),
+                    "transfer-encoding" | "content-length" | "connection"
+                ) {
+                    out = out.header(name, value);
+                }
+            }
+            out.body(Body::from(resp.bytes().await.unwrap_or_default()))
+                .expect("response")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+fn binary_env(endpoint: &str, bucket: &str, data_dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = s3_options(endpoint, bucket)
+        .extra
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    env.push(("CALLPROOF_DATA_DIR".into(), data_dir.display().to_string()));
+    env.push(("CALLPROOF_LISTEN".into(), "127.0.0.1:0".into()));
+    env
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_ignores_if_none_match_is_reported_and_refused_without_the_override() {
+    let server = start_moto();
+    let plain = bucket(&server.endpoint, "lenient", false).await;
+    let lenient_endpoint = ignoring_if_none_match(server.endpoint.clone()).await;
+    let lenient = S3Store::connect(settings(&lenient_endpoint, "lenient")).await;
+    let report = check::check_s3(&lenient, 8).await;
+    assert!(
+        matches!(report.conditional_create, Probe::No(_)),
+        "{report:?}"
+    );
+    assert!(!report.write_once());
+    drop(plain);
+
+    let dir = tempfile::tempdir().unwrap();
+    let env = binary_env(&lenient_endpoint, "lenient", dir.path());
+    let bin = env!("CARGO_BIN_EXE_callproof");
+    let run = |args: &'static [&'static str], extra: Option<(&'static str, &'static str)>| {
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(args)
+            .current_dir(dir.path())
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if let Some((k, v)) = extra {
+            cmd.env(k, v);
+        }
+        cmd
+    };
+    let out = tokio::task::spawn_blocking({
+        let mut cmd = run(&["store", "check"], None);
+        move || cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "store check must fail: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["conditional_create"]["result"], "no", "{printed}");
+
+    let out = tokio::task::spawn_blocking({
+        let mut cmd = run(&["serve"], None);
+        move || cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot guarantee write-once")
+            && stderr.contains("CALLPROOF_S3_ACCEPT_OVERWRITE_RISK"),
+        "{stderr}"
+    );
+
+    // With the override it starts, and says what is at risk.
+    let mut child = run(
+        &["serve"],
+        Some(("CALLPROOF_S3_ACCEPT_OVERWRITE_RISK", "true")),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut seen = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("listening") {
+                break;
+            }
+        }
+        seen
+    })
+    .await
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(lines.contains("listening"), "{lines}");
+    assert!(lines.contains("run exactly one instance"), "{lines}");
+}
