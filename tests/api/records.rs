@@ -657,20 +657,17 @@ async fn a_recording_job_left_by_a_stopped_server_is_finished_by_the_next_one() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let data_dir = app.data_dir.clone();
+    let store = app.store.clone();
     let tmp = app.stop().await;
-    let jobs = data_dir.join("store/jobs/recordings");
-    assert_eq!(
-        std::fs::read_dir(&jobs).unwrap().count(),
-        1,
-        "the job outlives the server"
-    );
+    let jobs = || async { store.list("jobs/recordings/").await.unwrap().len() };
+    assert_eq!(jobs().await, 1, "the job outlives the server");
 
     server.fail_next(0, 503);
     let app = spawn_in(&data_dir, Options::default()).await;
     let record = app.wait_record(&id, complete).await;
     assert_eq!(record["version"], 1);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::fs::read_dir(&jobs).unwrap().count() > 0 {
+    while jobs().await > 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "the job is removed once done"

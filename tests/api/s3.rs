@@ -158,21 +158,45 @@ pub fn s3_options(endpoint: &str, bucket: &str) -> Options {
             ("CALLPROOF_S3_PREFIX", "calls".into()),
             ("CALLPROOF_S3_ACCESS_KEY_ID", ACCESS_KEY.into()),
             ("CALLPROOF_S3_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+            // moto is not reliably atomic under concurrent creates (see the
+            // contract test); each test runs one instance per bucket.
+            ("CALLPROOF_S3_ACCEPT_OVERWRITE_RISK", "true".into()),
         ],
         ..Options::default()
     }
 }
 
+/// Runs the contract on a store, the concurrent-create race only where the
+/// store check found it holds; says what was skipped and why.
+async fn contract_as_checked(name: &str, store: S3Store, report: &check::StoreReport) {
+    let shared: Arc<dyn ObjectStore> = Arc::new(store);
+    let s = shared.as_ref();
+    contract::created_objects_read_back(s).await;
+    contract::a_second_create_is_refused_and_keeps_the_first_bytes(s).await;
+    contract::listing_filters_by_prefix_in_order(s).await;
+    contract::file_creates_stream_and_are_write_once(s).await;
+    contract::ranged_reads_return_exactly_the_range(s).await;
+    contract::delete_removes_bookkeeping_objects(s).await;
+    match &report.concurrent_create {
+        Probe::Yes => contract::exactly_one_concurrent_create_wins(shared.clone(), 8).await,
+        other => eprintln!("skipped on {name}: the concurrent-create check, which its store check answered {other:?}"),
+    }
+}
+
 #[tokio::test]
-async fn moto_guarantees_write_once_and_object_lock_and_meets_the_whole_contract() {
+async fn moto_refuses_second_creates_enforces_object_lock_and_meets_the_contract() {
     let server = start_moto();
     let store = bucket(&server.endpoint, "contract", true).await;
     let report = check::check_s3(&store, 8).await;
     assert_eq!(report.conditional_create, Probe::Yes, "{report:?}");
-    assert_eq!(report.concurrent_create, Probe::Yes, "{report:?}");
     assert_eq!(report.object_lock, Probe::Yes, "{report:?}");
-    assert!(report.write_once());
-    contract::run_all(Arc::new(store)).await;
+    // moto lets exactly one of eight concurrent creates win most rounds, but
+    // not every round under load: the check decides, the contract follows it.
+    assert!(
+        !matches!(report.concurrent_create, Probe::Unknown(_)),
+        "{report:?}"
+    );
+    contract_as_checked("moto", store, &report).await;
 }
 
 #[tokio::test]
@@ -185,18 +209,7 @@ async fn s3s_fs_meets_the_contract_where_its_store_check_says_it_can() {
         !report.object_lock.is_yes(),
         "s3s-fs has no Object Lock: {report:?}"
     );
-    let shared: Arc<dyn ObjectStore> = Arc::new(store);
-    let s = shared.as_ref();
-    contract::created_objects_read_back(s).await;
-    contract::a_second_create_is_refused_and_keeps_the_first_bytes(s).await;
-    contract::listing_filters_by_prefix_in_order(s).await;
-    contract::file_creates_stream_and_are_write_once(s).await;
-    contract::ranged_reads_return_exactly_the_range(s).await;
-    contract::delete_removes_bookkeeping_objects(s).await;
-    match &report.concurrent_create {
-        Probe::Yes => contract::exactly_one_concurrent_create_wins(shared.clone(), 8).await,
-        other => eprintln!("skipped on s3s-fs: the concurrent-create check, which its store check answered {other:?}"),
-    }
+    contract_as_checked("s3s-fs", store, &report).await;
 }
 
 #[tokio::test]
@@ -224,7 +237,11 @@ async fn a_whole_call_runs_on_s3_and_its_audio_streams_back_with_ranges() {
     let app = spawn_with(s3_options(&server.endpoint, "evidence")).await;
     let ready: Value = app.get_with("/readyz", None).await.json().await.unwrap();
     assert_eq!(ready["status"], "ready", "{ready}");
-    assert_eq!(ready["write_once"], true, "{ready}");
+    assert_eq!(
+        ready["store"]["conditional_create"]["result"], "yes",
+        "{ready}"
+    );
+    assert_eq!(ready["store"]["object_lock"]["result"], "yes", "{ready}");
 
     let created = app.create(&billing_request()).await;
     let id = created["id"].as_str().unwrap();
@@ -314,9 +331,11 @@ async fn ignoring_if_none_match(upstream: String) -> String {
 }
 
 fn binary_env(endpoint: &str, bucket: &str, data_dir: &std::path::Path) -> Vec<(String, String)> {
+    // Everything but the override, which each run below sets or leaves out itself.
     let mut env: Vec<(String, String)> = s3_options(endpoint, bucket)
         .extra
         .into_iter()
+        .filter(|(k, _)| *k != "CALLPROOF_S3_ACCEPT_OVERWRITE_RISK")
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
     env.push(("CALLPROOF_DATA_DIR".into(), data_dir.display().to_string()));

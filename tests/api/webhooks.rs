@@ -343,13 +343,8 @@ async fn one_call_through_two_requests_abandons_both_when_it_hangs_up() {
 async fn an_internal_failure_answers_an_apology_in_twiml_not_an_error() {
     let app = spawn_app().await;
     let (id, answer) = started(&app).await;
-    std::fs::remove_file(
-        app.data_dir
-            .join("store/confirmations")
-            .join(&id)
-            .join("request.json"),
-    )
-    .unwrap();
+    let key = callproof::store::ObjectKey::new(format!("confirmations/{id}/request.json")).unwrap();
+    app.store.delete(&key).await.unwrap();
     let resp = app
         .webhook(&answer, &call_params(&[("Digits", "1")]), AUTH_TOKEN)
         .await;
@@ -432,8 +427,7 @@ async fn a_forged_or_foreign_recording_callback_is_refused() {
     );
     // One recording job, however often the callback came (its media URL
     // answers nothing, so the job stays queued).
-    let jobs = app.data_dir.join("store/jobs/recordings");
-    assert_eq!(std::fs::read_dir(jobs).unwrap().count(), 1);
+    assert_eq!(app.stored("jobs/recordings/").await, 1);
 }
 
 #[tokio::test]
