@@ -108,6 +108,7 @@ struct Inner {
     queue: mpsc::UnboundedSender<String>,
     slots: Arc<Semaphore>,
     in_flight: std::sync::Mutex<HashSet<String>>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Removes a job from the in-flight set when its processing ends, however it ends.
@@ -157,6 +158,7 @@ impl Ingest {
         confirmations: Confirmations,
         notifier: Notifier,
         settings: IngestSettings,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> (Ingest, mpsc::UnboundedReceiver<String>) {
         let (queue, rx) = mpsc::unbounded_channel();
         let http = reqwest::Client::builder()
@@ -175,6 +177,7 @@ impl Ingest {
             queue,
             slots,
             in_flight: std::sync::Mutex::new(HashSet::new()),
+            metrics,
         };
         (Ingest(Arc::new(inner)), rx)
     }
@@ -268,10 +271,18 @@ impl Ingest {
             .await
         {
             Ok(()) => {
+                self.0
+                    .metrics
+                    .inc("callproof_ingest_jobs_total", &[("state", "accepted")]);
                 let _ = self.0.queue.send(digest);
                 Ok(true)
             }
-            Err(StoreError::AlreadyExists(_)) => Ok(false),
+            Err(StoreError::AlreadyExists(_)) => {
+                self.0
+                    .metrics
+                    .inc("callproof_ingest_jobs_total", &[("state", "duplicate")]);
+                Ok(false)
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -306,11 +317,17 @@ impl Ingest {
             let result = match self.ingest(&job).await {
                 Ok(r) => r,
                 Err(e) => {
+                    self.0
+                        .metrics
+                        .inc("callproof_ingest_jobs_total", &[("state", "failed")]);
                     self.note_failure(digest, id, &e).await;
                     return Err(e);
                 }
             };
             self.0.records.write_result(id, &result).await?;
+            self.0
+                .metrics
+                .inc("callproof_ingest_jobs_total", &[("state", "stored")]);
             tracing::info!(confirmation = %id, decoded = result.decode.ok, "recording stored");
         }
         // The job goes only once the record has been attempted, so a crash in
@@ -578,6 +595,9 @@ impl Ingest {
                 }
                 Err(e) if e.retryable() && attempt < s.attempts => {
                     tracing::warn!(attempt, error = %e, retry_in_ms = delay.as_millis() as u64, "recording download failed; retrying");
+                    self.0
+                        .metrics
+                        .inc("callproof_recording_download_retries_total", &[]);
                     tokio::time::sleep(jitter(delay)).await;
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
@@ -773,6 +793,13 @@ impl Ingest {
         request: &crate::confirmations::ConfirmationRequest,
         fact: &OutcomeFact,
     ) {
+        let outcome = serde_json::to_value(fact.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.0
+            .metrics
+            .inc("callproof_outcomes_total", &[("outcome", &outcome)]);
         self.0.notifier.outcome(request, fact);
         let this = self.clone();
         let id = request.id.clone();

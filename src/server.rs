@@ -17,6 +17,7 @@ use crate::flow::prompts::Prompts;
 use crate::flow::token::TokenSigner;
 use crate::http::{router, AppState, Shared};
 use crate::ingest::{Ingest, IngestSettings};
+use crate::metrics::{MeteredStore, Metrics};
 use crate::notify::Notifier;
 use crate::store::check::{self, Probe, StoreReport};
 use crate::store::s3::{S3Settings, S3Store};
@@ -86,6 +87,8 @@ impl Application {
             None => Prompts::builtin()?,
         };
         let (store, report) = open_store(&config).await?;
+        let metrics = Arc::new(Metrics::default());
+        let store: Arc<dyn ObjectStore> = Arc::new(MeteredStore::new(store, metrics.clone()));
         tracing::info!(
             store = %report.store,
             write_once = report.write_once(),
@@ -132,7 +135,13 @@ impl Application {
             lock: report.object_lock.is_yes().then_some(config.s3.lock_mode),
         };
         let confirmations = Confirmations::new(store.clone());
-        let (ingest, jobs) = Ingest::new(store.clone(), confirmations.clone(), notifier, settings);
+        let (ingest, jobs) = Ingest::new(
+            store.clone(),
+            confirmations.clone(),
+            notifier,
+            settings,
+            metrics.clone(),
+        );
         let shared = Shared {
             keys: KeyRing::new(&credentials.api_keys),
             signer: TokenSigner::new(&credentials.token_secret),
@@ -141,6 +150,7 @@ impl Application {
             confirmations,
             prompts,
             store_report: report,
+            metrics,
             public_base,
             credentials,
             config,

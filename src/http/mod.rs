@@ -48,6 +48,8 @@ pub struct Shared {
     pub prompts: Prompts,
     /// What the store was found to guarantee at start-up.
     pub store_report: StoreReport,
+    /// Counters and latencies for `/metrics`.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Speech answer classifier.
     pub classifier: Classifier,
     /// Flow token signer.
@@ -88,7 +90,18 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     let timeout = Duration::from_secs(state.config.request_timeout_secs);
+    let voice = Router::new()
+        .route(START_PATH, post(voice::start))
+        .route(ANSWER_PATH, post(voice::answer))
+        .route(STATUS_PATH, post(voice::status))
+        .route(RECORDING_PATH, post(voice::recording))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_webhooks,
+        ));
     Router::new()
+        .merge(voice)
+        .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/confirmations", post(api::create_confirmation))
@@ -96,10 +109,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/records", get(records::list))
         .route("/v1/records/{id}", get(records::show))
         .route("/v1/records/{id}/audio", get(records::audio))
-        .route(START_PATH, post(voice::start))
-        .route(ANSWER_PATH, post(voice::answer))
-        .route(STATUS_PATH, post(voice::status))
-        .route(RECORDING_PATH, post(voice::recording))
         .layer(DefaultBodyLimit::max(limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -107,6 +116,34 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Counts every provider webhook by route and status.
+async fn count_webhooks(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    s.metrics.inc(
+        "callproof_webhooks_total",
+        &[("route", &route), ("status", response.status().as_str())],
+    );
+    response
+}
+
+/// Prometheus metrics, text exposition format.
+async fn metrics(
+    State(s): State<AppState>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
 }
 
 async fn healthz() -> Json<serde_json::Value> {

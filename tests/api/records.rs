@@ -676,3 +676,50 @@ async fn a_recording_job_left_by_a_stopped_server_is_finished_by_the_next_one() 
     }
     drop(tmp);
 }
+
+#[tokio::test]
+async fn metrics_count_webhooks_outcomes_ingest_and_store_latency() {
+    let app = spawn_app().await;
+    let created = app.create(&billing_request()).await;
+    let id = created["id"].as_str().unwrap();
+    app.call_with_recording(
+        created["transfer_url"].as_str().unwrap(),
+        &["press:1"],
+        fixture("speech-8k-ulaw.wav"),
+    )
+    .await;
+    app.wait_record(id, complete).await;
+    let forged = app
+        .webhook(
+            &format!("{}/voice/status", app.base),
+            &[("CallSid", "CA1")],
+            "wrong-token-wrong-token-wrong-00",
+        )
+        .await;
+    assert_eq!(forged.status().as_u16(), 403);
+
+    let resp = app.get_with("/metrics", None).await;
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = resp.text().await.unwrap();
+    for line in [
+        "callproof_webhooks_total{route=\"/voice/start\",status=\"200\"} 1",
+        "callproof_webhooks_total{route=\"/voice/answer\",status=\"200\"} 1",
+        "callproof_webhooks_total{route=\"/voice/recording\",status=\"204\"} 1",
+        "callproof_webhooks_total{route=\"/voice/status\",status=\"403\"} 1",
+        "callproof_outcomes_total{outcome=\"confirmed\"} 1",
+        "callproof_ingest_jobs_total{state=\"accepted\"} 1",
+        "callproof_ingest_jobs_total{state=\"stored\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+    let creates = text
+        .lines()
+        .find(|l| l.starts_with("callproof_store_seconds_count{op=\"create\",result=\"ok\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("store create latencies");
+    assert!(creates >= 5, "{creates} creates timed");
+}

@@ -1,0 +1,300 @@
+//! Prometheus metrics: counters and latency histograms kept per server and
+//! rendered at `/metrics` in the text exposition format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use time::OffsetDateTime;
+
+use crate::store::{ByteStream, ObjectKey, ObjectMeta, ObjectStore, StoreError};
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 11] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+/// The metrics of one server.
+#[derive(Default)]
+pub struct Metrics {
+    counters: Mutex<BTreeMap<(&'static str, Labels), u64>>,
+    histograms: Mutex<BTreeMap<(&'static str, Labels), Histogram>>,
+}
+
+/// What each metric counts, for `# HELP`.
+const HELP: &[(&str, &str, &str)] = &[
+    (
+        "callproof_webhooks_total",
+        "counter",
+        "Provider webhooks answered, by route and HTTP status.",
+    ),
+    (
+        "callproof_outcomes_total",
+        "counter",
+        "Confirmations that reached an outcome, by outcome.",
+    ),
+    (
+        "callproof_ingest_jobs_total",
+        "counter",
+        "Recording jobs by what happened: accepted, duplicate, stored, failed.",
+    ),
+    (
+        "callproof_recording_download_retries_total",
+        "counter",
+        "Recording downloads retried after a 404, 429, 5xx or network error.",
+    ),
+    (
+        "callproof_store_seconds",
+        "histogram",
+        "Time of each store operation, by operation and result.",
+    ),
+];
+
+fn labels(pairs: &[(&'static str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+}
+
+fn render_labels(l: &Labels, extra: Option<(&str, String)>) -> String {
+    let mut parts: Vec<String> = l
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    if let Some((k, v)) = extra {
+        parts.push(format!("{k}=\"{v}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+impl Metrics {
+    /// Adds one to a counter.
+    pub fn inc(&self, name: &'static str, pairs: &[(&'static str, &str)]) {
+        if let Ok(mut c) = self.counters.lock() {
+            *c.entry((name, labels(pairs))).or_default() += 1;
+        }
+    }
+
+    /// Records one observation of a histogram, in seconds.
+    pub fn observe(&self, name: &'static str, pairs: &[(&'static str, &str)], secs: f64) {
+        if let Ok(mut h) = self.histograms.lock() {
+            let entry = h.entry((name, labels(pairs))).or_default();
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                if secs <= *bound {
+                    entry.counts[i] += 1;
+                }
+            }
+            entry.sum += secs;
+            entry.count += 1;
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counters = self.counters.lock().map(|c| c.clone()).unwrap_or_default();
+        let histograms = self.histograms.lock();
+        for (name, kind, help) in HELP {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for ((n, l), v) in counters.iter().filter(|((n, _), _)| n == name) {
+                let _ = writeln!(out, "{n}{} {v}", render_labels(l, None));
+            }
+            if let Ok(h) = &histograms {
+                for ((n, l), hist) in h.iter().filter(|((n, _), _)| n == name) {
+                    for (i, bound) in BUCKETS.iter().enumerate() {
+                        let _ = writeln!(
+                            out,
+                            "{n}_bucket{} {}",
+                            render_labels(l, Some(("le", bound.to_string()))),
+                            hist.counts[i]
+                        );
+                    }
+                    let _ = writeln!(
+                        out,
+                        "{n}_bucket{} {}",
+                        render_labels(l, Some(("le", "+Inf".into()))),
+                        hist.count
+                    );
+                    let _ = writeln!(out, "{n}_sum{} {}", render_labels(l, None), hist.sum);
+                    let _ = writeln!(out, "{n}_count{} {}", render_labels(l, None), hist.count);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// An [`ObjectStore`] that times every operation of the store it wraps.
+pub struct MeteredStore {
+    inner: Arc<dyn ObjectStore>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn ObjectStore>, metrics: Arc<Metrics>) -> Self {
+        MeteredStore { inner, metrics }
+    }
+
+    fn done<T>(&self, op: &'static str, started: Instant, r: &Result<T, StoreError>) {
+        let result = match r {
+            Ok(_) => "ok",
+            Err(StoreError::AlreadyExists(_)) => "exists",
+            Err(_) => "error",
+        };
+        self.metrics.observe(
+            "callproof_store_seconds",
+            &[("op", op), ("result", result)],
+            started.elapsed().as_secs_f64(),
+        );
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MeteredStore {
+    async fn create(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.create(key, bytes).await;
+        self.done("create", t, &r);
+        r
+    }
+
+    async fn create_retained(
+        &self,
+        key: &ObjectKey,
+        bytes: Bytes,
+        until: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.create_retained(key, bytes, until).await;
+        self.done("create", t, &r);
+        r
+    }
+
+    async fn create_file(&self, key: &ObjectKey, path: &Path) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.create_file(key, path).await;
+        self.done("create_file", t, &r);
+        r
+    }
+
+    async fn create_file_retained(
+        &self,
+        key: &ObjectKey,
+        path: &Path,
+        until: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.create_file_retained(key, path, until).await;
+        self.done("create_file", t, &r);
+        r
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.get(key).await;
+        self.done("get", t, &r);
+        r
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.head(key).await;
+        self.done("head", t, &r);
+        r
+    }
+
+    async fn read_range(
+        &self,
+        key: &ObjectKey,
+        range: Range<u64>,
+    ) -> Result<Option<ByteStream>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.read_range(key, range).await;
+        self.done("read_range", t, &r);
+        r
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.list(prefix).await;
+        self.done("list", t, &r);
+        r
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.delete(key).await;
+        self.done("delete", t, &r);
+        r
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_histograms_render_in_the_exposition_format() {
+        let m = Metrics::default();
+        m.inc("callproof_outcomes_total", &[("outcome", "confirmed")]);
+        m.inc("callproof_outcomes_total", &[("outcome", "confirmed")]);
+        m.observe(
+            "callproof_store_seconds",
+            &[("op", "get"), ("result", "ok")],
+            0.003,
+        );
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE callproof_outcomes_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("callproof_outcomes_total{outcome=\"confirmed\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "callproof_store_seconds_bucket{op=\"get\",result=\"ok\",le=\"0.005\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "callproof_store_seconds_bucket{op=\"get\",result=\"ok\",le=\"0.0025\"} 0"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("callproof_store_seconds_count{op=\"get\",result=\"ok\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::default();
+        m.inc("callproof_webhooks_total", &[("route", "a\"b")]);
+        assert!(m.render().contains("route=\"a\\\"b\""));
+    }
+}
