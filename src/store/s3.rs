@@ -161,52 +161,59 @@ impl S3Store {
         format!("{}{key}", self.settings.prefix)
     }
 
-    fn put(
+    /// The encryption headers asked of every write.
+    fn sse(&self) -> (Option<ServerSideEncryption>, Option<String>) {
+        match &self.settings.sse {
+            None => (None, None),
+            Some(Sse::S3) => (Some(ServerSideEncryption::Aes256), None),
+            Some(Sse::Kms(id)) => (Some(ServerSideEncryption::AwsKms), id.clone()),
+        }
+    }
+
+    /// The Object Lock headers of a retained write.
+    fn lock(
         &self,
-        key: &str,
-    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
-        let mut put = self
+        retain_until: Option<OffsetDateTime>,
+    ) -> (
+        Option<ObjectLockMode>,
+        Option<aws_sdk_s3::primitives::DateTime>,
+    ) {
+        let mode = match self.settings.lock_mode {
+            LockMode::Governance => ObjectLockMode::Governance,
+            LockMode::Compliance => ObjectLockMode::Compliance,
+        };
+        match retain_until {
+            Some(until) => (
+                Some(mode),
+                Some(aws_sdk_s3::primitives::DateTime::from_secs(
+                    until.unix_timestamp(),
+                )),
+            ),
+            None => (None, None),
+        }
+    }
+
+    /// One conditional `PutObject` of `body`; 412 means the key was taken.
+    async fn put_body(
+        &self,
+        key: &ObjectKey,
+        body: S3Body,
+        retain_until: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        let (sse, kms_key) = self.sse();
+        let (lock_mode, lock_until) = self.lock(retain_until);
+        let put = self
             .client
             .put_object()
             .bucket(&self.settings.bucket)
-            .key(self.full_key(key))
+            .key(self.full_key(key.as_str()))
             .if_none_match("*")
-            .checksum_algorithm(ChecksumAlgorithm::Sha256);
-        put = match &self.settings.sse {
-            None => put,
-            Some(Sse::S3) => put.server_side_encryption(ServerSideEncryption::Aes256),
-            Some(Sse::Kms(id)) => {
-                let p = put.server_side_encryption(ServerSideEncryption::AwsKms);
-                match id {
-                    Some(id) => p.ssekms_key_id(id),
-                    None => p,
-                }
-            }
-        };
-        put
-    }
-
-    fn lock_mode(&self) -> ObjectLockMode {
-        match self.settings.lock_mode {
-            LockMode::Governance => ObjectLockMode::Governance,
-            LockMode::Compliance => ObjectLockMode::Compliance,
-        }
-    }
-
-    async fn put_bytes(
-        &self,
-        key: &ObjectKey,
-        bytes: Bytes,
-        retain_until: Option<OffsetDateTime>,
-    ) -> Result<(), StoreError> {
-        let mut put = self.put(key.as_str()).body(S3Body::from(bytes));
-        if let Some(until) = retain_until {
-            put = put
-                .object_lock_mode(self.lock_mode())
-                .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(
-                    until.unix_timestamp(),
-                ));
-        }
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key)
+            .set_object_lock_mode(lock_mode)
+            .set_object_lock_retain_until_date(lock_until)
+            .body(body);
         match put.send().await {
             Ok(_) => Ok(()),
             Err(e) if status_of(&e) == Some(412) => Err(StoreError::AlreadyExists(key.clone())),
@@ -228,30 +235,18 @@ impl S3Store {
         if self.head(key).await?.is_some() {
             return Err(StoreError::AlreadyExists(key.clone()));
         }
-        let mut create = self
+        let (sse, kms_key) = self.sse();
+        let (lock_mode, lock_until) = self.lock(retain_until);
+        let create = self
             .client
             .create_multipart_upload()
             .bucket(&self.settings.bucket)
             .key(&full)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256);
-        create = match &self.settings.sse {
-            None => create,
-            Some(Sse::S3) => create.server_side_encryption(ServerSideEncryption::Aes256),
-            Some(Sse::Kms(id)) => {
-                let c = create.server_side_encryption(ServerSideEncryption::AwsKms);
-                match id {
-                    Some(id) => c.ssekms_key_id(id),
-                    None => c,
-                }
-            }
-        };
-        if let Some(until) = retain_until {
-            create = create
-                .object_lock_mode(self.lock_mode())
-                .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(
-                    until.unix_timestamp(),
-                ));
-        }
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key)
+            .set_object_lock_mode(lock_mode)
+            .set_object_lock_retain_until_date(lock_until);
         let upload = create.send().await.map_err(|e| backend(k, describe(&e)))?;
         let upload_id = upload
             .upload_id()
@@ -330,7 +325,7 @@ impl S3Store {
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn create(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StoreError> {
-        self.put_bytes(key, bytes, None).await
+        self.put_body(key, S3Body::from(bytes), None).await
     }
 
     async fn create_retained(
@@ -339,7 +334,8 @@ impl ObjectStore for S3Store {
         bytes: Bytes,
         retain_until: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        self.put_bytes(key, bytes, Some(retain_until)).await
+        self.put_body(key, S3Body::from(bytes), Some(retain_until))
+            .await
     }
 
     async fn create_file(&self, key: &ObjectKey, path: &Path) -> Result<(), StoreError> {
@@ -362,19 +358,7 @@ impl ObjectStore for S3Store {
         let body = S3Body::from_path(path)
             .await
             .map_err(|e| backend(key.as_str(), e))?;
-        let mut put = self.put(key.as_str()).body(body);
-        if let Some(until) = retain_until {
-            put = put
-                .object_lock_mode(self.lock_mode())
-                .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(
-                    until.unix_timestamp(),
-                ));
-        }
-        match put.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if status_of(&e) == Some(412) => Err(StoreError::AlreadyExists(key.clone())),
-            Err(e) => Err(backend(key.as_str(), describe(&e))),
-        }
+        self.put_body(key, body, retain_until).await
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StoreError> {
