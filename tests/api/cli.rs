@@ -11,6 +11,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_callproof");
 struct Server {
     child: Child,
     address: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    /// Everything the server wrote to stderr so far.
+    fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
 }
 
 impl Drop for Server {
@@ -34,11 +42,17 @@ fn serve(dir: &std::path::Path) -> (Server, String) {
         .expect("callproof serve starts");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let keep = log.clone();
     std::thread::spawn(move || {
         let mut all = String::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             all.push_str(&line);
             all.push('\n');
+            if let Ok(mut l) = keep.lock() {
+                l.push_str(&line);
+                l.push('\n');
+            }
             if line.contains("\"listening\"") {
                 let v: serde_json::Value = serde_json::from_str(&line).unwrap();
                 let _ = tx.send((
@@ -51,7 +65,14 @@ fn serve(dir: &std::path::Path) -> (Server, String) {
     let (address, early) = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("serve reports listening");
-    (Server { child, address }, early)
+    (
+        Server {
+            child,
+            address,
+            log,
+        },
+        early,
+    )
 }
 
 #[test]
@@ -168,6 +189,27 @@ fn serve_on_the_defaults_generates_credentials_once_and_a_simulated_call_confirm
     assert!(String::from_utf8_lossy(&out.stderr).contains("sha256 matches the record"));
     let wav = std::fs::read(dir.path().join("call.wav")).unwrap();
     assert!(wav.starts_with(b"RIFF"));
+
+    // The JSON logs of the whole run: one object per line, and never the
+    // customer's phone number or a card number.
+    let log = server.log();
+    let json_lines: Vec<&str> = log.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(json_lines.len() >= 5, "{log}");
+    for line in &json_lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(
+        log.contains("consent answer") && log.contains("record written"),
+        "{log}"
+    );
+    for secret in ["5551230001", "4111111111111111", "5500005555555559"] {
+        assert!(!log.contains(secret), "the log holds {secret}:\n{log}");
+    }
 
     // A second start reuses the file and does not print the secrets again.
     drop(server);
