@@ -428,3 +428,19 @@ impl TestApp {
         self.store.list(prefix).await.expect("store lists").len()
     }
 }
+
+impl TestApp {
+    /// The caller of `call` presses `digits` at the question whose action is `answer`.
+    pub async fn press(&self, answer: &str, call: &str, digits: &str) -> reqwest::Response {
+        self.webhook(
+            answer,
+            &[
+                ("AccountSid", ACCOUNT_SID),
+                ("CallSid", call),
+                ("Digits", digits),
+            ],
+            AUTH_TOKEN,
+        )
+        .await
+    }
+}

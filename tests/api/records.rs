@@ -269,16 +269,7 @@ async fn media(sid: &str) -> MediaServer {
 async fn a_duplicate_recording_callback_leaves_one_record() {
     let app = spawn_app().await;
     let (id, answer, callback) = started(&app).await;
-    app.webhook(
-        &answer,
-        &[
-            ("AccountSid", ACCOUNT_SID),
-            ("CallSid", CALL),
-            ("Digits", "1"),
-        ],
-        AUTH_TOKEN,
-    )
-    .await;
+    app.press(&answer, CALL, "1").await;
     let sid = "RE55555555555555555555555555555555";
     let server = media(sid).await;
     let params = recording_params(CALL, sid, &server.recording_url);
@@ -334,16 +325,7 @@ async fn a_recording_that_arrives_before_the_flow_finishes_completes_the_record(
         404,
         "no record before the outcome"
     );
-    app.webhook(
-        &answer,
-        &[
-            ("AccountSid", ACCOUNT_SID),
-            ("CallSid", CALL),
-            ("Digits", "2"),
-        ],
-        AUTH_TOKEN,
-    )
-    .await;
+    app.press(&answer, CALL, "2").await;
     let record = app.wait_record(&id, complete).await;
     assert_eq!(record["outcome"]["status"], "declined");
     assert_eq!(record["version"], 1);
@@ -360,16 +342,7 @@ async fn a_recording_that_arrives_long_after_makes_a_new_version_of_an_incomplet
     })
     .await;
     let (id, answer, callback) = started(&app).await;
-    app.webhook(
-        &answer,
-        &[
-            ("AccountSid", ACCOUNT_SID),
-            ("CallSid", CALL),
-            ("Digits", "1"),
-        ],
-        AUTH_TOKEN,
-    )
-    .await;
+    app.press(&answer, CALL, "1").await;
     let first = app.wait_record(&id, |r| r["status"] == "incomplete").await;
     assert_valid_record(&first);
     assert!(
@@ -559,12 +532,7 @@ async fn media_that_fails_at_first_is_retried_until_it_is_stored() {
     for (i, (fail_count, status)) in [(1usize, 404u16), (3, 500)].into_iter().enumerate() {
         let call = format!("CA{i:032}");
         let started = app.start_call(&call).await;
-        let answer = [
-            ("AccountSid", ACCOUNT_SID),
-            ("CallSid", call.as_str()),
-            ("Digits", "1"),
-        ];
-        app.webhook(&started.answer, &answer, AUTH_TOKEN).await;
+        app.press(&started.answer, &call, "1").await;
         let sid = format!("RE{i:032}");
         let server = media(&sid).await;
         // 404 right after the callback is normal; 500s are an outage.
@@ -598,16 +566,7 @@ async fn a_recording_over_the_size_cap_is_refused_and_the_record_says_why() {
     })
     .await;
     let (id, answer, callback) = started(&app).await;
-    app.webhook(
-        &answer,
-        &[
-            ("AccountSid", ACCOUNT_SID),
-            ("CallSid", CALL),
-            ("Digits", "1"),
-        ],
-        AUTH_TOKEN,
-    )
-    .await;
+    app.press(&answer, CALL, "1").await;
     let sid = "RE99999999999999999999999999999999";
     let server = media(sid).await;
     let r = app
@@ -632,16 +591,7 @@ async fn a_recording_job_left_by_a_stopped_server_is_finished_by_the_next_one() 
     })
     .await;
     let (id, answer, callback) = started(&app).await;
-    app.webhook(
-        &answer,
-        &[
-            ("AccountSid", ACCOUNT_SID),
-            ("CallSid", CALL),
-            ("Digits", "1"),
-        ],
-        AUTH_TOKEN,
-    )
-    .await;
+    app.press(&answer, CALL, "1").await;
     let sid = "RE12121212121212121212121212121212";
     let server = media(sid).await;
     server.fail_next(1_000_000, 503);
