@@ -42,6 +42,36 @@ enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// See recording jobs and retry parked ones, directly on the configured store.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsCommand {
+    /// List queued and parked recording jobs with their failures and reasons.
+    /// Takes the same settings as `serve`.
+    List {
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        settings: ServeArgs,
+    },
+    /// Queue parked jobs again with their failure count reset; a running
+    /// server picks them up within CALLPROOF_SWEEP_INTERVAL_SECS.
+    Retry {
+        /// Job ids from `callproof jobs list`.
+        #[arg(required_unless_present = "all")]
+        ids: Vec<String>,
+        /// Every parked job.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        #[command(flatten)]
+        settings: ServeArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,6 +257,7 @@ pub fn main() -> ExitCode {
         Command::Store {
             command: StoreCommand::Check(args),
         } => runtime().and_then(|rt| rt.block_on(store_check(args))),
+        Command::Jobs { command } => runtime().and_then(|rt| rt.block_on(jobs_cmd(command))),
     };
     match result {
         Ok(code) => code,
@@ -296,6 +327,54 @@ async fn store_check(args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{}", report.risk());
         eprintln!("serve refuses this store unless CALLPROOF_S3_ACCEPT_OVERWRITE_RISK=true, and then only one instance may run");
         Ok(ExitCode::FAILURE)
+    }
+}
+
+async fn jobs_cmd(command: JobsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        JobsCommand::List { json, settings } => {
+            let config = load_config(settings)?;
+            let store = crate::server::connect_store(&config).await?;
+            let jobs = crate::ingest::job_statuses(store.as_ref()).await?;
+            if json {
+                for j in &jobs {
+                    println!("{}", serde_json::to_string(j)?);
+                }
+            } else {
+                println!(
+                    "{:<40}  {:<6}  {:<26}  {:>8}  last error",
+                    "job", "state", "confirmation", "failures"
+                );
+                for j in &jobs {
+                    println!(
+                        "{:<40}  {:<6}  {:<26}  {:>8}  {}",
+                        j.id,
+                        j.state,
+                        j.confirmation_id,
+                        j.failures,
+                        j.last_error.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+            let parked = jobs.iter().filter(|j| j.state == "parked").count();
+            eprintln!("{} queued, {parked} parked", jobs.len() - parked);
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Retry { ids, all, settings } => {
+            let config = load_config(settings)?;
+            let store = crate::server::connect_store(&config).await?;
+            let ids = if all { Vec::new() } else { ids };
+            let queued = crate::ingest::retry_parked(store.as_ref(), &ids).await?;
+            for id in &queued {
+                println!("{id}");
+            }
+            eprintln!(
+                "queued {} parked job(s) again; a running server picks them up within {} s (CALLPROOF_SWEEP_INTERVAL_SECS)",
+                queued.len(),
+                config.sweep_interval_secs
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -17,8 +17,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::audio::{self, AudioError, TranscodeOptions};
-use crate::confirmations::{digest_id, Confirmations, Outcome, OutcomeFact, RepoError, Written};
+use crate::confirmations::{
+    create_json, digest_id, read_json, Confirmations, Outcome, OutcomeFact, RepoError, Written,
+};
 use crate::domain::ConfirmationId;
+use crate::lease::{Leases, Take};
 use crate::notify::Notifier;
 use crate::provider::RecordingEvent;
 use crate::record::{
@@ -54,7 +57,7 @@ pub struct IngestSettings {
     pub max_bytes: u64,
     /// Time limit of one download attempt.
     pub download_timeout: Duration,
-    /// Download attempts before the job waits for the next start.
+    /// Download attempts before the job fails this time and waits for the next sweep.
     pub attempts: u32,
     /// First retry delay; doubles each time, up to 30 s.
     pub retry_base: Duration,
@@ -66,6 +69,10 @@ pub struct IngestSettings {
     pub recording_wait: Duration,
     /// How often the sweeper runs.
     pub sweep_interval: Duration,
+    /// How long a job stays leased to this instance without renewal.
+    pub lease_ttl: Duration,
+    /// Failed attempts after which a job is parked.
+    pub park_after: u32,
     /// How long an unanswered question keeps a flow open (its token's life).
     pub flow_step_ttl: Duration,
     /// Extra time for an answer verified just before its token expired.
@@ -109,6 +116,7 @@ struct Inner {
     slots: Arc<Semaphore>,
     in_flight: std::sync::Mutex<HashSet<String>>,
     metrics: Arc<crate::metrics::Metrics>,
+    leases: Leases,
 }
 
 /// Removes a job from the in-flight set when its processing ends, however it ends.
@@ -122,8 +130,151 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Where queued recording jobs live.
+const QUEUED: &str = "jobs/recordings/";
+/// Where parked recording jobs live.
+const PARKED: &str = "jobs/parked/";
+
 fn job_key(digest: &str) -> ObjectKey {
-    ObjectKey::new(format!("jobs/recordings/{digest}.json")).unwrap_or_else(|e| panic!("{e}"))
+    ObjectKey::new(format!("{QUEUED}{digest}.json")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn parked_key(digest: &str) -> ObjectKey {
+    ObjectKey::new(format!("{PARKED}{digest}.json")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn failures_prefix(digest: &str) -> String {
+    format!("jobs/failures/{digest}/")
+}
+
+/// A job that failed too often, set aside with its reason until an operator retries it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ParkedJob {
+    /// The job as it was queued.
+    pub job: RecordingJob,
+    /// Failed attempts when it was parked.
+    pub failures: usize,
+    /// The last failure.
+    pub reason: String,
+    /// When it was parked.
+    #[serde(with = "time::serde::rfc3339")]
+    pub parked_at: OffsetDateTime,
+}
+
+/// A recording job as operators see it (`GET /v1/jobs`, `callproof jobs list`).
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatus {
+    /// The job's id: a digest of the RecordingSid.
+    pub id: String,
+    /// `queued` (being worked on or retried) or `parked` (waits for `callproof jobs retry`).
+    pub state: &'static str,
+    /// The confirmation the recording belongs to.
+    pub confirmation_id: ConfirmationId,
+    /// When the recording callback arrived.
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// Failed attempts so far.
+    pub failures: usize,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// When it was parked, if it is.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub parked_at: Option<OffsetDateTime>,
+    /// The instance working on it and until when its lease runs, if one holds it.
+    pub lease: Option<crate::lease::LeaseFact>,
+}
+
+fn job_id(k: &ObjectKey) -> Option<&str> {
+    k.file_name().strip_suffix(".json")
+}
+
+/// The last failure noted for a job, and how many there are.
+async fn failures_of(
+    store: &dyn ObjectStore,
+    digest: &str,
+) -> Result<(usize, Option<String>), RepoError> {
+    let failures = store.list(&failures_prefix(digest)).await?;
+    let last = match failures.last() {
+        Some(f) => read_json::<serde_json::Value>(store, f)
+            .await?
+            .and_then(|v| v["error"].as_str().map(str::to_owned)),
+        None => None,
+    };
+    Ok((failures.len(), last))
+}
+
+/// Every queued and parked recording job, queued first.
+pub async fn job_statuses(store: &dyn ObjectStore) -> Result<Vec<JobStatus>, RepoError> {
+    let mut out = Vec::new();
+    for k in store.list(QUEUED).await? {
+        let (Some(id), Some(job)) = (job_id(&k), read_json::<RecordingJob>(store, &k).await?)
+        else {
+            continue;
+        };
+        let (failures, last_error) = failures_of(store, id).await?;
+        let lease = crate::lease::current(store, id).await?;
+        out.push(JobStatus {
+            id: id.to_owned(),
+            state: "queued",
+            confirmation_id: job.confirmation_id,
+            received_at: job.received_at,
+            failures,
+            last_error,
+            parked_at: None,
+            lease,
+        });
+    }
+    for k in store.list(PARKED).await? {
+        let (Some(id), Some(p)) = (job_id(&k), read_json::<ParkedJob>(store, &k).await?) else {
+            continue;
+        };
+        out.push(JobStatus {
+            id: id.to_owned(),
+            state: "parked",
+            confirmation_id: p.job.confirmation_id,
+            received_at: p.job.received_at,
+            failures: p.failures,
+            last_error: Some(p.reason),
+            parked_at: Some(p.parked_at),
+            lease: None,
+        });
+    }
+    Ok(out)
+}
+
+/// Queues parked jobs again, with their failure count reset: those named in
+/// `ids`, or all when `ids` is empty. Returns the ids queued; an id that is not
+/// parked is an error naming it.
+pub async fn retry_parked(store: &dyn ObjectStore, ids: &[String]) -> anyhow::Result<Vec<String>> {
+    let parked: Vec<String> = store
+        .list(PARKED)
+        .await?
+        .iter()
+        .filter_map(|k| job_id(k).map(str::to_owned))
+        .collect();
+    let chosen: Vec<String> = if ids.is_empty() {
+        parked
+    } else {
+        for id in ids {
+            if !parked.contains(id) {
+                anyhow::bail!("no parked job {id}: `callproof jobs list` shows the parked ones");
+            }
+        }
+        ids.to_vec()
+    };
+    for id in &chosen {
+        let Some(p) = read_json::<ParkedJob>(store, &parked_key(id)).await? else {
+            continue; // retried by someone else meanwhile
+        };
+        // The job is queued again before anything is removed, so a crash
+        // in between leaves it queued (and still listed as parked), never lost.
+        create_json(store, &job_key(id), &p.job).await?;
+        for f in store.list(&failures_prefix(id)).await? {
+            store.delete(&f).await?;
+        }
+        store.delete(&parked_key(id)).await?;
+    }
+    Ok(chosen)
 }
 
 /// Why one recording could not be fetched.
@@ -167,7 +318,10 @@ impl Ingest {
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+        let leases = Leases::new(store.clone(), Leases::instance_name(), settings.lease_ttl);
+        tracing::info!(instance = %leases.owner(), "recording jobs are leased under this instance name");
         let inner = Inner {
+            leases,
             records: Records::new(store.clone()),
             store,
             confirmations,
@@ -198,7 +352,7 @@ impl Ingest {
                 let w = worker.clone();
                 tokio::spawn(async move {
                     if let Err(e) = w.process(&digest).await {
-                        tracing::error!(job = %digest, error = %e, "recording job failed; it stays queued and is retried at the next start");
+                        tracing::error!(job = %digest, error = %e, "recording job failed; it stays queued and is retried at the next sweep");
                     }
                     drop(permit);
                 });
@@ -218,7 +372,7 @@ impl Ingest {
         let _ = std::fs::remove_dir_all(&self.0.settings.work_dir);
         let resumer = self.clone();
         tokio::spawn(async move {
-            match resumer.0.store.list("jobs/recordings/").await {
+            match resumer.0.store.list(QUEUED).await {
                 Ok(keys) => {
                     if !keys.is_empty() {
                         tracing::info!(
@@ -298,11 +452,48 @@ impl Ingest {
             return Ok(()); // already being processed here
         }
         let _guard = InFlight(&self.0, digest.to_owned());
+        if self.0.store.head(&job_key(digest)).await?.is_none() {
+            return Ok(()); // done, or parked, meanwhile
+        }
+        let leases = &self.0.leases;
+        if let Take::Busy(holder) = leases.take(digest, OffsetDateTime::now_utc()).await? {
+            tracing::debug!(job = %digest, holder = %holder.owner, until = %holder.expires_at, "recording job is leased to another instance");
+            return Ok(());
+        }
+        let result = tokio::select! {
+            r = self.work(digest) => r,
+            holder = self.keep_lease(digest) => {
+                tracing::warn!(job = %digest, holder = %holder.owner, "another instance took this recording job over; stopping here");
+                return Ok(());
+            }
+        };
+        if let Err(e) = leases.release(digest).await {
+            tracing::warn!(job = %digest, error = %e, "cannot release the job's lease; it expires on its own");
+        }
+        result
+    }
+
+    /// Renews the lease on a job while it is worked on; returns the holder if
+    /// another instance took it over (because renewals failed for a whole lease time).
+    async fn keep_lease(&self, digest: &str) -> crate::lease::LeaseFact {
+        let every = (self.0.leases.ttl() / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            match self.0.leases.take(digest, OffsetDateTime::now_utc()).await {
+                Ok(Take::Held(_)) => {}
+                Ok(Take::Busy(holder)) => return holder,
+                Err(e) => {
+                    tracing::warn!(job = %digest, error = %e, "cannot renew the job's lease; trying again")
+                }
+            }
+        }
+    }
+
+    async fn work(&self, digest: &str) -> anyhow::Result<()> {
         let k = job_key(digest);
-        let Some(bytes) = self.0.store.get(&k).await? else {
+        let Some(job) = read_json::<RecordingJob>(self.0.store.as_ref(), &k).await? else {
             return Ok(());
         };
-        let job: RecordingJob = serde_json::from_slice(&bytes)?;
         let id = &job.confirmation_id;
         if self
             .0
@@ -320,7 +511,7 @@ impl Ingest {
                     self.0
                         .metrics
                         .inc("callproof_ingest_jobs_total", &[("state", "failed")]);
-                    self.note_failure(digest, id, &e).await;
+                    self.note_failure(digest, &job, &e).await;
                     return Err(e);
                 }
             };
@@ -334,59 +525,78 @@ impl Ingest {
         // between leaves the job to run again, never a stored but unrecorded recording.
         self.complete(id, false).await?;
         self.0.store.delete(&k).await?;
+        for f in self.0.store.list(&failures_prefix(digest)).await? {
+            self.0.store.delete(&f).await?;
+        }
         Ok(())
     }
 
-    /// Keeps each failure of a job, for the record's reason and the logs.
-    async fn note_failure(&self, digest: &str, id: &ConfirmationId, e: &anyhow::Error) {
+    /// Keeps each failure of a job, for the record's reason and the logs, and
+    /// parks the job once it has failed `park_after` times.
+    async fn note_failure(&self, digest: &str, job: &RecordingJob, e: &anyhow::Error) {
         let now = OffsetDateTime::now_utc();
+        let reason = format!("{e:#}");
         let note = serde_json::json!({
-            "confirmation_id": id,
+            "confirmation_id": job.confirmation_id,
             "at": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-            "error": format!("{e:#}"),
+            "error": reason,
         });
         let stamp = now.unix_timestamp_nanos();
-        if let Ok(k) = ObjectKey::new(format!("jobs/failures/{digest}/{stamp}.json")) {
-            if let Err(err) = self.0.store.create(&k, Bytes::from(note.to_string())).await {
+        let store = self.0.store.as_ref();
+        if let Ok(k) = ObjectKey::new(format!("{}{stamp}.json", failures_prefix(digest))) {
+            if let Err(err) = store.create(&k, Bytes::from(note.to_string())).await {
                 tracing::error!(error = %err, "cannot keep the failure of a recording job");
+                return;
+            }
+        }
+        let failures = match store.list(&failures_prefix(digest)).await {
+            Ok(f) => f.len(),
+            Err(_) => return,
+        };
+        if failures < self.0.settings.park_after as usize {
+            return;
+        }
+        let parked = ParkedJob {
+            job: job.clone(),
+            failures,
+            reason,
+            parked_at: now,
+        };
+        // Parked first, then unqueued: a crash in between leaves it in both, never in neither.
+        let moved = match create_json(store, &parked_key(digest), &parked).await {
+            Ok(_) => store
+                .delete(&job_key(digest))
+                .await
+                .map_err(RepoError::from),
+            Err(e) => Err(e),
+        };
+        match moved {
+            Ok(()) => {
+                self.0
+                    .metrics
+                    .inc("callproof_ingest_jobs_total", &[("state", "parked")]);
+                tracing::error!(job = %digest, confirmation = %job.confirmation_id, failures, reason = %parked.reason, "recording job parked after failing too often; fix the cause, then run `callproof jobs retry`");
+            }
+            Err(err) => {
+                tracing::error!(job = %digest, error = %err, "cannot park a failing recording job; it stays queued")
             }
         }
     }
 
     /// Why a confirmation's recording is not stored yet, if a job for it exists.
     async fn pending_reason(&self, id: &ConfirmationId) -> Result<Option<String>, RepoError> {
-        for k in self.0.store.list("jobs/recordings/").await? {
-            let Some(bytes) = self.0.store.get(&k).await? else {
-                continue;
-            };
-            let Ok(job) = serde_json::from_slice::<RecordingJob>(&bytes) else {
-                continue;
-            };
-            if job.confirmation_id != *id {
-                continue;
-            }
-            let digest = k.file_name().trim_end_matches(".json");
-            let failures = self
-                .0
-                .store
-                .list(&format!("jobs/failures/{digest}/"))
-                .await?;
-            let last = match failures.last() {
-                Some(f) => self
-                    .0
-                    .store
-                    .get(f)
-                    .await?
-                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                    .and_then(|v| v["error"].as_str().map(str::to_owned)),
-                None => None,
-            };
-            return Ok(Some(match last {
-                Some(err) => format!("the recording callback arrived, but storing the recording has failed so far: {err}"),
-                None => "the recording callback arrived, and storing the recording is still in progress".to_owned(),
-            }));
-        }
-        Ok(None)
+        let jobs = job_statuses(self.0.store.as_ref()).await?;
+        let Some(job) = jobs.iter().find(|j| j.confirmation_id == *id) else {
+            return Ok(None);
+        };
+        Ok(Some(match (job.state, &job.last_error) {
+            ("parked", Some(err)) => format!(
+                "the recording callback arrived, but storing the recording failed {} times and the job is parked until `callproof jobs retry`: {err}",
+                job.failures
+            ),
+            (_, Some(err)) => format!("the recording callback arrived, but storing the recording has failed so far: {err}"),
+            (_, None) => "the recording callback arrived, and storing the recording is still in progress".to_owned(),
+        }))
     }
 
     async fn transcode(
@@ -778,11 +988,24 @@ impl Ingest {
             }
         }
         // Jobs that failed are tried again each sweep; those in flight are skipped.
-        for k in self.0.store.list("jobs/recordings/").await? {
-            if let Some(d) = k.file_name().strip_suffix(".json") {
+        let queued = self.0.store.list(QUEUED).await?;
+        for k in &queued {
+            if let Some(d) = job_id(k) {
                 let _ = self.0.queue.send(d.to_owned());
             }
         }
+        let parked = self.0.store.list(PARKED).await?.len();
+        let m = &self.0.metrics;
+        m.set(
+            "callproof_ingest_jobs",
+            &[("state", "queued")],
+            queued.len() as u64,
+        );
+        m.set(
+            "callproof_ingest_jobs",
+            &[("state", "parked")],
+            parked as u64,
+        );
         Ok(())
     }
 

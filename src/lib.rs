@@ -19,6 +19,7 @@ pub mod domain;
 pub mod flow;
 pub mod http;
 pub mod ingest;
+pub mod lease;
 pub mod metrics;
 pub mod notify;
 pub mod provider;

@@ -50,7 +50,12 @@ const HELP: &[(&str, &str, &str)] = &[
     (
         "callproof_ingest_jobs_total",
         "counter",
-        "Recording jobs by what happened: accepted, duplicate, stored, failed.",
+        "Recording jobs by what happened: accepted, duplicate, stored, failed, parked.",
+    ),
+    (
+        "callproof_ingest_jobs",
+        "gauge",
+        "Recording jobs in the store at the last sweep, by state: queued or parked.",
     ),
     (
         "callproof_recording_download_retries_total",
@@ -88,6 +93,13 @@ impl Metrics {
     pub fn inc(&self, name: &'static str, pairs: &[(&'static str, &str)]) {
         if let Ok(mut c) = self.counters.lock() {
             *c.entry((name, labels(pairs))).or_default() += 1;
+        }
+    }
+
+    /// Sets a gauge (kept beside the counters; its `# TYPE` says gauge).
+    pub fn set(&self, name: &'static str, pairs: &[(&'static str, &str)], value: u64) {
+        if let Ok(mut c) = self.counters.lock() {
+            c.insert((name, labels(pairs)), value);
         }
     }
 

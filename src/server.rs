@@ -27,10 +27,7 @@ use crate::store::{FsStore, ObjectStore};
 pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn ObjectStore>, StoreReport)> {
     match config.store {
         StoreKind::Fs => {
-            let dir = config.data_dir.join("store");
-            let fs = FsStore::open(&dir)
-                .with_context(|| format!("cannot open the store at {}", dir.display()))?;
-            let store: Arc<dyn ObjectStore> = Arc::new(fs);
+            let store: Arc<dyn ObjectStore> = Arc::new(open_fs(config)?);
             let (conditional_create, concurrent_create) =
                 check::probe_writes(store.clone(), 8, 1).await;
             let report = StoreReport {
@@ -46,28 +43,46 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn ObjectStore>
             Ok((store, report))
         }
         StoreKind::S3 => {
-            let s3 = &config.s3;
-            let bucket = s3
-                .bucket
-                .clone()
-                .context("CALLPROOF_STORE=s3 needs CALLPROOF_S3_BUCKET")?;
-            let store = S3Store::connect(S3Settings {
-                bucket,
-                prefix: s3.prefix.clone(),
-                region: s3.region.clone(),
-                endpoint: s3.endpoint.clone(),
-                path_style: s3.path_style,
-                sse: s3.sse.clone(),
-                lock_mode: s3.lock_mode,
-                multipart_threshold: s3.multipart_threshold,
-                part_size: s3.part_size,
-                credentials: s3.credentials.clone(),
-            })
-            .await;
+            let store = connect_s3(config).await?;
             let report = check::check_s3(&store, 8).await;
             Ok((Arc::new(store), report))
         }
     }
+}
+
+/// Opens the configured store without probing it, for commands that only read
+/// and move bookkeeping (`callproof jobs`).
+pub async fn connect_store(config: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    Ok(match config.store {
+        StoreKind::Fs => Arc::new(open_fs(config)?),
+        StoreKind::S3 => Arc::new(connect_s3(config).await?),
+    })
+}
+
+fn open_fs(config: &Config) -> anyhow::Result<FsStore> {
+    let dir = config.data_dir.join("store");
+    FsStore::open(&dir).with_context(|| format!("cannot open the store at {}", dir.display()))
+}
+
+async fn connect_s3(config: &Config) -> anyhow::Result<S3Store> {
+    let s3 = &config.s3;
+    let bucket = s3
+        .bucket
+        .clone()
+        .context("CALLPROOF_STORE=s3 needs CALLPROOF_S3_BUCKET")?;
+    Ok(S3Store::connect(S3Settings {
+        bucket,
+        prefix: s3.prefix.clone(),
+        region: s3.region.clone(),
+        endpoint: s3.endpoint.clone(),
+        path_style: s3.path_style,
+        sse: s3.sse.clone(),
+        lock_mode: s3.lock_mode,
+        multipart_threshold: s3.multipart_threshold,
+        part_size: s3.part_size,
+        credentials: s3.credentials.clone(),
+    })
+    .await)
 }
 
 /// A bound, ready server.
@@ -126,6 +141,8 @@ impl Application {
             concurrency: config.ingest_concurrency,
             recording_wait: Duration::from_secs(config.recording_wait_secs),
             sweep_interval: Duration::from_secs(config.sweep_interval_secs),
+            lease_ttl: Duration::from_secs(config.job_lease_secs),
+            park_after: config.job_park_after_failures,
             flow_step_ttl: Duration::from_secs(config.flow_step_ttl_secs),
             flow_grace: Duration::from_secs(config.webhook_deadline_secs),
             account_sid: credentials.twilio_account_sid.clone(),

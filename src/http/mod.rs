@@ -3,6 +3,7 @@
 
 mod api;
 mod error;
+mod jobs;
 mod records;
 mod voice;
 mod webhook;
@@ -106,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/confirmations", post(api::create_confirmation))
         .route("/v1/confirmations/{id}", get(api::get_confirmation))
+        .route("/v1/jobs", get(jobs::list))
         .route("/v1/records", get(records::list))
         .route("/v1/records/{id}", get(records::show))
         .route("/v1/records/{id}/audio", get(records::audio))

@@ -8,15 +8,21 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_callproof");
 
-struct Server {
+pub struct Server {
     child: Child,
-    address: String,
+    /// `127.0.0.1:PORT`.
+    pub address: String,
     log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the server wrote to stderr so far.
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 }
@@ -30,11 +36,18 @@ impl Drop for Server {
 
 /// Starts `callproof serve` in `dir` and waits for its "listening" line.
 fn serve(dir: &std::path::Path) -> (Server, String) {
+    serve_with(dir, &[])
+}
+
+/// Starts `callproof serve` in `dir` with the settings `env` and JSON logs;
+/// returns once it is listening, with what it logged until then.
+pub fn serve_with(dir: &std::path::Path, env: &[(String, String)]) -> (Server, String) {
     let mut child = Command::new(BIN)
         .arg("serve")
         .current_dir(dir)
         .env_remove("CALLPROOF_DATA_DIR")
         .env("CALLPROOF_LISTEN", "127.0.0.1:0")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("CALLPROOF_LOG_FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -383,4 +396,75 @@ fn consent_classify_marks_unreadable_lines_and_fails() {
         stderr.contains("line 2") && stderr.contains("line 3"),
         "{stderr}"
     );
+}
+
+#[test]
+fn jobs_list_shows_a_parked_job_and_jobs_retry_queues_it_again() {
+    use callproof::ingest::{ParkedJob, RecordingJob};
+    use callproof::provider::RecordingEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let parked = ParkedJob {
+        job: RecordingJob {
+            confirmation_id: callproof::domain::ConfirmationId::generate(),
+            event: RecordingEvent {
+                call_sid: "CA0".into(),
+                recording_sid: "RE0".into(),
+                recording_url: "http://127.0.0.1:9/none".into(),
+                status: "completed".into(),
+                duration_secs: Some(3),
+                channels: Some(1),
+                start_time: None,
+                account_sid: None,
+            },
+            received_at: time::OffsetDateTime::now_utc(),
+        },
+        failures: 10,
+        reason: "downloading the recording failed after 8 attempts: HTTP 500".into(),
+        parked_at: time::OffsetDateTime::now_utc(),
+    };
+    std::fs::create_dir_all(store.join("jobs/parked")).unwrap();
+    std::fs::write(
+        store.join("jobs/parked/abc123.json"),
+        serde_json::to_vec(&parked).unwrap(),
+    )
+    .unwrap();
+    let jobs = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("jobs")
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = jobs(&["list", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["id"], "abc123");
+    assert_eq!(line["state"], "parked");
+    assert_eq!(line["failures"], 10);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 queued, 1 parked"));
+
+    let out = jobs(&["retry", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no parked job nope"));
+
+    let out = jobs(&["retry", "--all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "abc123");
+    assert!(!store.join("jobs/parked/abc123.json").exists());
+    let queued: RecordingJob =
+        serde_json::from_slice(&std::fs::read(store.join("jobs/recordings/abc123.json")).unwrap())
+            .unwrap();
+    assert_eq!(queued.event.recording_sid, "RE0");
 }

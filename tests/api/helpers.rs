@@ -20,7 +20,10 @@ pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub const TOKEN_SECRET: &str = "token-secret-for-tests-0123456789abcdef";
 
 pub struct TestApp {
+    /// The public URL: where webhooks and API calls go.
     pub base: String,
+    /// Where this instance itself listens (the public URL may be a proxy's).
+    pub local: String,
     pub data_dir: PathBuf,
     /// The server's store (a local directory, or a bucket when TEST_S3_ENDPOINT is set).
     pub store: std::sync::Arc<dyn callproof::store::ObjectStore>,
@@ -49,11 +52,10 @@ pub async fn spawn_with(opts: Options) -> TestApp {
     app
 }
 
-/// Starts a server on `data_dir`, which may hold an earlier server's data.
-pub async fn spawn_in(data_dir: &Path, opts: Options) -> TestApp {
-    // An empty file, so a developer's ./callproof.toml never leaks into tests.
-    let file = data_dir.join("test-callproof.toml");
-    std::fs::write(&file, "").expect("config file");
+/// The settings of a test server on `data_dir`: test credentials, then
+/// `opts`; in the S3 pass of scripts/test, a bucket of its own (kept for this
+/// data directory) on the moto server that pass started.
+pub async fn test_env(data_dir: &Path, opts: Options) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = vec![
         ("CALLPROOF_LISTEN".into(), "127.0.0.1:0".into()),
         ("CALLPROOF_DATA_DIR".into(), data_dir.display().to_string()),
@@ -65,6 +67,9 @@ pub async fn spawn_in(data_dir: &Path, opts: Options) -> TestApp {
         ),
         ("CALLPROOF_TOKEN_SECRET".into(), TOKEN_SECRET.into()),
         ("CALLPROOF_MAX_BODY_BYTES".into(), "16384".into()),
+        // A server stopped in a test leaves its job leases behind; the next
+        // one takes them over after this.
+        ("CALLPROOF_JOB_LEASE_SECS".into(), "3".into()),
     ];
     if let Some(n) = opts.agent_number {
         env.push(("CALLPROOF_AGENT_NUMBER".into(), n.into()));
@@ -73,8 +78,6 @@ pub async fn spawn_in(data_dir: &Path, opts: Options) -> TestApp {
     for (k, v) in opts.extra {
         env.push((k.into(), v));
     }
-    // The second pass of scripts/test runs every test on S3: a bucket of its
-    // own on the moto server it started, kept for this data directory.
     if let (Ok(endpoint), false) = (std::env::var("TEST_S3_ENDPOINT"), chose_store) {
         let marker = data_dir.join("test-bucket");
         let name = match std::fs::read_to_string(&marker) {
@@ -90,9 +93,24 @@ pub async fn spawn_in(data_dir: &Path, opts: Options) -> TestApp {
             env.push((k.into(), v));
         }
     }
-    let config = Config::load(Some(&file), &env, &[]).expect("test config");
-    let app = Application::build(config).await.expect("server builds");
+    env
+}
+
+fn test_config(data_dir: &Path, env: &[(String, String)]) -> Config {
+    // An empty file, so a developer's ./callproof.toml never leaks into tests.
+    let file = data_dir.join("test-callproof.toml");
+    std::fs::write(&file, "").expect("config file");
+    Config::load(Some(&file), env, &[]).expect("test config")
+}
+
+/// Starts a server on `data_dir`, which may hold an earlier server's data.
+pub async fn spawn_in(data_dir: &Path, opts: Options) -> TestApp {
+    let env = test_env(data_dir, opts).await;
+    let app = Application::build(test_config(data_dir, &env))
+        .await
+        .expect("server builds");
     let base = app.public_base().to_owned();
+    let local = format!("http://{}", app.address());
     let store = app.state().ingest.records().store().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until(async move {
@@ -100,12 +118,34 @@ pub async fn spawn_in(data_dir: &Path, opts: Options) -> TestApp {
     }));
     TestApp {
         base,
+        local,
         data_dir: data_dir.to_path_buf(),
         store,
         client: reqwest::Client::new(),
         _tmp: None,
         shutdown: Some(tx),
         handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    /// A handle on a server running elsewhere (a `callproof serve` process)
+    /// at `base`, with the settings `env`, for its API and its store.
+    pub async fn attach(base: &str, data_dir: &Path, env: &[(String, String)]) -> TestApp {
+        let config = test_config(data_dir, env);
+        let store = callproof::server::connect_store(&config)
+            .await
+            .expect("store opens");
+        TestApp {
+            base: base.trim_end_matches('/').to_owned(),
+            local: base.trim_end_matches('/').to_owned(),
+            data_dir: data_dir.to_path_buf(),
+            store,
+            client: reqwest::Client::new(),
+            _tmp: None,
+            shutdown: None,
+            handle: None,
+        }
     }
 }
 
@@ -210,6 +250,30 @@ impl TestApp {
         params: &[(&str, &str)],
         token: &str,
     ) -> reqwest::Response {
+        self.send_signed(url, url, params, token).await
+    }
+
+    /// POSTs a form webhook to `send_to`, signed for the public URL `url`, as a
+    /// load balancer delivers it to one instance; returns the HTTP status.
+    pub async fn webhook_signed_for(
+        &self,
+        send_to: &str,
+        url: &str,
+        params: &[(&str, &str)],
+    ) -> u16 {
+        self.send_signed(send_to, url, params, AUTH_TOKEN)
+            .await
+            .status()
+            .as_u16()
+    }
+
+    async fn send_signed(
+        &self,
+        send_to: &str,
+        url: &str,
+        params: &[(&str, &str)],
+        token: &str,
+    ) -> reqwest::Response {
         let params: Vec<(String, String)> = params
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -219,7 +283,7 @@ impl TestApp {
             .extend_pairs(&params)
             .finish();
         self.client
-            .post(url)
+            .post(send_to)
             .header("X-Twilio-Signature", sig)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
@@ -281,7 +345,17 @@ impl TestApp {
 
     /// Waits (up to 30 s) until the record exists and `pred` holds; returns it.
     pub async fn wait_record(&self, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        self.wait_record_for(id, 30, pred).await
+    }
+
+    /// Waits up to `secs` until the record exists and `pred` holds; returns it.
+    pub async fn wait_record_for(
+        &self,
+        id: &str,
+        secs: u64,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
         loop {
             let resp = self
                 .get_with(&format!("/v1/records/{id}"), Some(COMPLIANCE_KEY))
@@ -294,7 +368,7 @@ impl TestApp {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "record {id} not as expected within 30 s"
+                "record {id} not as expected within {secs} s"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -442,5 +516,145 @@ impl TestApp {
             AUTH_TOKEN,
         )
         .await
+    }
+}
+
+/// An HTTP reverse proxy on loopback: each request goes to the next of its
+/// upstreams in turn, without the request headers named in `drop`. It stands
+/// in for a load balancer (or a store that ignores a header).
+pub struct Proxy {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    upstreams: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    served: std::sync::Arc<std::sync::Mutex<Vec<(usize, String)>>>,
+}
+
+impl Proxy {
+    /// Listens at once; requests before [`Proxy::route_to`] get 502.
+    pub async fn start(drop: &'static [&'static str]) -> Proxy {
+        use axum::body::{to_bytes, Body};
+        use axum::extract::Request;
+        use axum::response::Response;
+        use std::sync::{Arc, Mutex};
+        let upstreams: Arc<Mutex<Vec<String>>> = Arc::default();
+        let served: Arc<Mutex<Vec<(usize, String)>>> = Arc::default();
+        let client = reqwest::Client::new();
+        let (ups, log) = (upstreams.clone(), served.clone());
+        let app = axum::Router::new().fallback(move |req: Request| {
+            let (client, ups, log) = (client.clone(), ups.clone(), log.clone());
+            async move {
+                let (parts, body) = req.into_parts();
+                let path = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/")
+                    .to_owned();
+                let picked = {
+                    let ups = ups.lock().unwrap();
+                    let mut log = log.lock().unwrap();
+                    if ups.is_empty() {
+                        None
+                    } else {
+                        let i = log.len() % ups.len();
+                        log.push((i, path.clone()));
+                        Some(ups[i].clone())
+                    }
+                };
+                let Some(upstream) = picked else {
+                    return Response::builder().status(502).body(Body::empty()).unwrap();
+                };
+                let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
+                let mut forward = client.request(parts.method, format!("{upstream}{path}"));
+                for (name, value) in &parts.headers {
+                    let n = name.as_str();
+                    if !matches!(n, "host" | "content-length") && !drop.contains(&n) {
+                        forward = forward.header(name, value);
+                    }
+                }
+                let Ok(resp) = forward.body(body).send().await else {
+                    return Response::builder().status(502).body(Body::empty()).unwrap();
+                };
+                let mut out = Response::builder().status(resp.status());
+                for (name, value) in resp.headers() {
+                    if !matches!(
+                        name.as_str(),
+                        "transfer-encoding" | "content-length" | "connection"
+                    ) {
+                        out = out.header(name, value);
+                    }
+                }
+                out.body(Body::from(resp.bytes().await.unwrap_or_default()))
+                    .expect("response")
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Proxy {
+            url: format!("http://{addr}"),
+            upstreams,
+            served,
+        }
+    }
+
+    /// Sends requests to these base URLs, in turn.
+    pub fn route_to(&self, upstreams: Vec<String>) {
+        *self.upstreams.lock().unwrap() = upstreams;
+    }
+
+    /// Every request so far: which upstream took it, and its path.
+    pub fn served(&self) -> Vec<(usize, String)> {
+        self.served.lock().unwrap().clone()
+    }
+}
+
+/// True for a record whose recording is stored and decoded.
+pub fn complete(r: &Value) -> bool {
+    r["status"] == "complete"
+}
+
+/// Records expected = records stored, no duplicates: exactly one record
+/// version and one stored recording for each of `ids`, nothing else, and no
+/// job left queued or parked (waits up to 30 s for the last jobs to go).
+pub async fn assert_exactly_these_records(app: &TestApp, ids: &[String]) {
+    for id in ids {
+        let record = app.wait_record(id, complete).await;
+        assert_eq!(record["versions"], json!([1]), "{id}: one record version");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while app.stored("jobs/recordings/").await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "recording jobs left queued after their records were written"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.stored("jobs/parked/").await, 0, "no job parked");
+    let mut stored: Vec<String> = app
+        .store
+        .list("records/")
+        .await
+        .expect("store lists")
+        .iter()
+        .map(|k| k.as_str().to_owned())
+        .collect();
+    let mut expected: Vec<String> = ids
+        .iter()
+        .map(|id| format!("records/{id}/v0001.json"))
+        .collect();
+    stored.sort();
+    expected.sort();
+    assert_eq!(stored, expected, "records expected = records stored");
+    for id in ids {
+        let results = app
+            .store
+            .list(&format!("confirmations/{id}/audio/"))
+            .await
+            .expect("store lists")
+            .iter()
+            .filter(|k| k.file_name() == "result.json")
+            .count();
+        assert_eq!(results, 1, "{id}: one stored recording");
     }
 }

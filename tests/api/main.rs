@@ -4,7 +4,9 @@
 mod calls;
 mod cli;
 mod confirmations;
+mod faults;
 mod helpers;
+mod memory;
 mod records;
 mod s3;
 mod schema;

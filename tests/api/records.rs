@@ -9,10 +9,6 @@ use sha2::{Digest, Sha256};
 
 use crate::helpers::*;
 
-fn complete(r: &Value) -> bool {
-    r["status"] == "complete"
-}
-
 fn archival(r: &Value) -> &Value {
     r["recording"]["audio"]
         .as_array()

@@ -94,6 +94,15 @@ pub fn start_moto() -> S3Server {
 pub fn start_s3s_fs() -> S3Server {
     let port = free_port();
     let dir = tempfile::tempdir().expect("temp dir");
+    let child = spawn_s3s_fs(port, dir.path());
+    S3Server {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _dir: Some(dir),
+    }
+}
+
+fn spawn_s3s_fs(port: u16, dir: &std::path::Path) -> Child {
     let mut child = Command::new(tool("S3S_FS_BIN", "s3s-fs"))
         .args([
             "--access-key",
@@ -105,16 +114,35 @@ pub fn start_s3s_fs() -> S3Server {
             "--port",
             &port.to_string(),
         ])
-        .arg(dir.path())
+        .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("s3s-fs starts");
     wait_for(port, &mut child, "s3s-fs");
-    S3Server {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-        _dir: Some(dir),
+    child
+}
+
+impl S3Server {
+    /// Stops the server process, as an outage does; s3s-fs keeps its data on disk.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts s3s-fs again on the same port and directory.
+    pub fn start_again(&mut self) {
+        let dir = self
+            ._dir
+            .as_ref()
+            .expect("only s3s-fs keeps its data across a restart");
+        let port: u16 = self
+            .endpoint
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("endpoint port");
+        self.child = spawn_s3s_fs(port, dir.path());
     }
 }
 
@@ -287,47 +315,9 @@ async fn a_whole_call_runs_on_s3_and_its_audio_streams_back_with_ranges() {
 /// An S3 endpoint that forwards to `upstream` but drops `If-None-Match`, so
 /// every create overwrites: how Garage 2.5 was measured to behave.
 async fn ignoring_if_none_match(upstream: String) -> String {
-    use axum::body::{to_bytes, Body};
-    use axum::extract::Request;
-    use axum::response::Response;
-    let client = reqwest::Client::new();
-    let app = axum::Router::new().fallback(move |req: Request| {
-        let (client, upstream) = (client.clone(), upstream.clone());
-        async move {
-            let (parts, body) = req.into_parts();
-            let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
-            let url = format!(
-                "{upstream}{}",
-                parts
-                    .uri
-                    .path_and_query()
-                    .map(|p| p.as_str())
-                    .unwrap_or("/")
-            );
-            let mut forward = client.request(parts.method, url);
-            for (name, value) in &parts.headers {
-                if !matches!(name.as_str(), "host" | "if-none-match" | "content-length") {
-                    forward = forward.header(name, value);
-                }
-            }
-            let resp = forward.body(body).send().await.expect("upstream answers");
-            let mut out = Response::builder().status(resp.status());
-            for (name, value) in resp.headers() {
-                if !matches!(
-                    name.as_str(),
-                    "transfer-encoding" | "content-length" | "connection"
-                ) {
-                    out = out.header(name, value);
-                }
-            }
-            out.body(Body::from(resp.bytes().await.unwrap_or_default()))
-                .expect("response")
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+    let proxy = Proxy::start(&["if-none-match"]).await;
+    proxy.route_to(vec![upstream]);
+    proxy.url
 }
 
 fn binary_env(endpoint: &str, bucket: &str, data_dir: &std::path::Path) -> Vec<(String, String)> {

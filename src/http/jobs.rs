@@ -1,0 +1,24 @@
+//! The operators' view of recording ingest: `GET /v1/jobs` lists queued and
+//! parked recording jobs with their failures, reasons and leases.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::{ApiError, AppState};
+use crate::auth::Role;
+use crate::ingest::job_statuses;
+
+/// Every recording job not yet done: `queued` ones are being worked on or
+/// retried each sweep; `parked` ones wait for `callproof jobs retry`.
+pub async fn list(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    s.authorize(&headers, Role::Compliance)?;
+    let jobs = job_statuses(s.ingest.records().store().as_ref()).await?;
+    let parked = jobs.iter().filter(|j| j.state == "parked").count();
+    Ok(Json(json!({
+        "queued": jobs.len() - parked,
+        "parked": parked,
+        "jobs": jobs,
+    })))
+}
