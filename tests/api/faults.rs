@@ -310,7 +310,7 @@ async fn the_same_recording_callback_at_one_instance_twice_and_at_two_at_once_st
         b.webhook_signed_for(&direct, &c.started.callback, &params)
     );
     assert_eq!((x, y), (204, 204));
-    assert_exactly_these_records(&a, &[c.started.id.clone()]).await;
+    assert_exactly_these_records(&a, std::slice::from_ref(&c.started.id)).await;
 }
 
 #[tokio::test]

@@ -287,6 +287,7 @@ async fn a_duplicate_recording_callback_leaves_one_record() {
     let record = app.wait_record(&id, complete).await;
     assert_eq!(record["versions"], json!([1]));
     assert_eq!(server.fetches(), 1, "the recording was downloaded once");
+    assert_exactly_these_records(&app, &[id]).await;
 }
 
 #[tokio::test]
@@ -325,6 +326,7 @@ async fn a_recording_that_arrives_before_the_flow_finishes_completes_the_record(
     let record = app.wait_record(&id, complete).await;
     assert_eq!(record["outcome"]["status"], "declined");
     assert_eq!(record["version"], 1);
+    assert_exactly_these_records(&app, &[id]).await;
 }
 
 #[tokio::test]
@@ -525,6 +527,7 @@ async fn media_that_fails_at_first_is_retried_until_it_is_stored() {
         ..Options::default()
     })
     .await;
+    let mut ids = Vec::new();
     for (i, (fail_count, status)) in [(1usize, 404u16), (3, 500)].into_iter().enumerate() {
         let call = format!("CA{i:032}");
         let started = app.start_call(&call).await;
@@ -547,7 +550,9 @@ async fn media_that_fails_at_first_is_retried_until_it_is_stored() {
             "{fail_count} × HTTP {status}, then the recording"
         );
         assert_eq!(server.fetches(), 1);
+        ids.push(started.id);
     }
+    assert_exactly_these_records(&app, &ids).await;
 }
 
 #[tokio::test]
