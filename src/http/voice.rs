@@ -374,7 +374,7 @@ async fn recording_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) 
         Err(Failure::Internal(_, e)) => {
             tracing::error!(
                 error = format!("{e:#}"),
-                "recording callback failed; the provider will retry"
+                "recording callback failed; answered 503 so a provider that retries sends it again, else the record is written incomplete after CALLPROOF_RECORDING_WAIT_SECS"
             );
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
