@@ -335,7 +335,7 @@ async fn jobs_cmd(command: JobsCommand) -> anyhow::Result<ExitCode> {
         JobsCommand::List { json, settings } => {
             let config = load_config(settings)?;
             let store = crate::server::connect_store(&config).await?;
-            let jobs = crate::ingest::job_statuses(store.as_ref()).await?;
+            let jobs = crate::ingest::job_statuses(store.as_ref(), None).await?;
             if json {
                 for j in &jobs {
                     println!("{}", serde_json::to_string(j)?);
@@ -563,6 +563,21 @@ async fn api_get(
     }
 }
 
+/// One record as JSON: the latest version, or `version`.
+async fn get_record(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    id: &str,
+    version: Option<u32>,
+) -> anyhow::Result<serde_json::Value> {
+    let v = version.map(|v| format!("?version={v}")).unwrap_or_default();
+    Ok(api_get(client, &format!("{base}/v1/records/{id}{v}"), key)
+        .await?
+        .json()
+        .await?)
+}
+
 async fn records_cmd(args: RecordsArgs) -> anyhow::Result<ExitCode> {
     let key = api_key(&args)?;
     let base = args.server.trim_end_matches('/');
@@ -656,12 +671,7 @@ async fn records_cmd(args: RecordsArgs) -> anyhow::Result<ExitCode> {
             }
         }
         RecordsCommand::Show { id, version } => {
-            let v = version.map(|v| format!("?version={v}")).unwrap_or_default();
-            let record: serde_json::Value =
-                api_get(&client, &format!("{base}/v1/records/{id}{v}"), &key)
-                    .await?
-                    .json()
-                    .await?;
+            let record = get_record(&client, base, &key, id, *version).await?;
             println!("{}", serde_json::to_string_pretty(&record)?);
         }
         RecordsCommand::Fetch {
@@ -670,12 +680,7 @@ async fn records_cmd(args: RecordsArgs) -> anyhow::Result<ExitCode> {
             version,
             output,
         } => {
-            let v = version.map(|v| format!("?version={v}")).unwrap_or_default();
-            let record: serde_json::Value =
-                api_get(&client, &format!("{base}/v1/records/{id}{v}"), &key)
-                    .await?
-                    .json()
-                    .await?;
+            let record = get_record(&client, base, &key, id, *version).await?;
             let role = if *original { "original" } else { "archival" };
             let object = record["recording"]["audio"]
                 .as_array()

@@ -27,7 +27,7 @@ use crate::provider::RecordingEvent;
 use crate::record::{
     self, AudioObject, AudioRole, DecodePart, RecordFacts, RecordingResult, Records,
 };
-use crate::store::{ObjectKey, ObjectStore, StoreError};
+use crate::store::{delete_all, ObjectKey, ObjectStore, StoreError};
 
 /// Which format to ask the provider for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,14 +203,22 @@ async fn failures_of(
     Ok((failures.len(), last))
 }
 
-/// Every queued and parked recording job, queued first.
-pub async fn job_statuses(store: &dyn ObjectStore) -> Result<Vec<JobStatus>, RepoError> {
+/// Every queued and parked recording job, queued first; only those of
+/// confirmation `of` when given.
+pub async fn job_statuses(
+    store: &dyn ObjectStore,
+    of: Option<&ConfirmationId>,
+) -> Result<Vec<JobStatus>, RepoError> {
+    let wanted = |id: &ConfirmationId| of.is_none_or(|o| o == id);
     let mut out = Vec::new();
     for k in store.list(QUEUED).await? {
         let (Some(id), Some(job)) = (job_id(&k), read_json::<RecordingJob>(store, &k).await?)
         else {
             continue;
         };
+        if !wanted(&job.confirmation_id) {
+            continue;
+        }
         let (failures, last_error) = failures_of(store, id).await?;
         let lease = crate::lease::current(store, id).await?;
         out.push(JobStatus {
@@ -228,6 +236,9 @@ pub async fn job_statuses(store: &dyn ObjectStore) -> Result<Vec<JobStatus>, Rep
         let (Some(id), Some(p)) = (job_id(&k), read_json::<ParkedJob>(store, &k).await?) else {
             continue;
         };
+        if !wanted(&p.job.confirmation_id) {
+            continue;
+        }
         out.push(JobStatus {
             id: id.to_owned(),
             state: "parked",
@@ -269,9 +280,7 @@ pub async fn retry_parked(store: &dyn ObjectStore, ids: &[String]) -> anyhow::Re
         // The job is queued again before anything is removed, so a crash
         // in between leaves it queued (and still listed as parked), never lost.
         create_json(store, &job_key(id), &p.job).await?;
-        for f in store.list(&failures_prefix(id)).await? {
-            store.delete(&f).await?;
-        }
+        delete_all(store, &failures_prefix(id)).await?;
         store.delete(&parked_key(id)).await?;
     }
     Ok(chosen)
@@ -452,9 +461,6 @@ impl Ingest {
             return Ok(()); // already being processed here
         }
         let _guard = InFlight(&self.0, digest.to_owned());
-        if self.0.store.head(&job_key(digest)).await?.is_none() {
-            return Ok(()); // done, or parked, meanwhile
-        }
         let leases = &self.0.leases;
         if let Take::Busy(holder) = leases.take(digest, OffsetDateTime::now_utc()).await? {
             tracing::debug!(job = %digest, holder = %holder.owner, until = %holder.expires_at, "recording job is leased to another instance");
@@ -491,6 +497,7 @@ impl Ingest {
 
     async fn work(&self, digest: &str) -> anyhow::Result<()> {
         let k = job_key(digest);
+        // Read under the lease: a job done or parked meanwhile is gone.
         let Some(job) = read_json::<RecordingJob>(self.0.store.as_ref(), &k).await? else {
             return Ok(());
         };
@@ -525,9 +532,7 @@ impl Ingest {
         // between leaves the job to run again, never a stored but unrecorded recording.
         self.complete(id, false).await?;
         self.0.store.delete(&k).await?;
-        for f in self.0.store.list(&failures_prefix(digest)).await? {
-            self.0.store.delete(&f).await?;
-        }
+        delete_all(self.0.store.as_ref(), &failures_prefix(digest)).await?;
         Ok(())
     }
 
@@ -585,8 +590,8 @@ impl Ingest {
 
     /// Why a confirmation's recording is not stored yet, if a job for it exists.
     async fn pending_reason(&self, id: &ConfirmationId) -> Result<Option<String>, RepoError> {
-        let jobs = job_statuses(self.0.store.as_ref()).await?;
-        let Some(job) = jobs.iter().find(|j| j.confirmation_id == *id) else {
+        let jobs = job_statuses(self.0.store.as_ref(), Some(id)).await?;
+        let Some(job) = jobs.first() else {
             return Ok(None);
         };
         Ok(Some(match (job.state, &job.last_error) {

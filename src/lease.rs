@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::confirmations::{create_json, read_json, RepoError};
-use crate::store::{ObjectKey, ObjectStore};
+use crate::store::{delete_all, ObjectKey, ObjectStore};
 
 /// One generation of a lease, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,10 +135,7 @@ impl Leases {
 
     /// Removes every generation of the lease on `name`, once its work is done.
     pub async fn release(&self, name: &str) -> Result<(), RepoError> {
-        for k in self.store.list(&prefix(name)).await? {
-            self.store.delete(&k).await?;
-        }
-        Ok(())
+        Ok(delete_all(self.store.as_ref(), &prefix(name)).await?)
     }
 }
 

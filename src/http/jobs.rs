@@ -14,7 +14,7 @@ use crate::ingest::job_statuses;
 /// retried each sweep; `parked` ones wait for `callproof jobs retry`.
 pub async fn list(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     s.authorize(&headers, Role::Compliance)?;
-    let jobs = job_statuses(s.ingest.records().store().as_ref()).await?;
+    let jobs = job_statuses(s.ingest.records().store().as_ref(), None).await?;
     let parked = jobs.iter().filter(|j| j.state == "parked").count();
     Ok(Json(json!({
         "queued": jobs.len() - parked,

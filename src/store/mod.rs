@@ -107,3 +107,11 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// One line for logs: which backend, where.
     fn describe(&self) -> String;
 }
+
+/// Removes every bookkeeping object under `prefix` (a job's failures, a lease's generations).
+pub async fn delete_all(store: &dyn ObjectStore, prefix: &str) -> Result<(), StoreError> {
+    for k in store.list(prefix).await? {
+        store.delete(&k).await?;
+    }
+    Ok(())
+}
