@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use callproof::simulate::media::{MediaFormat, MediaServer};
+use callproof::simulate::media::MediaServer;
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -18,22 +18,18 @@ struct Answered {
 }
 
 impl Answered {
-    /// Starts call number `i` on `app`, confirms it, and serves its recording.
+    /// Starts call number `i` on a new request, confirms it, and serves its recording.
     async fn new(app: &TestApp, i: usize) -> Answered {
-        let call = format!("CA{i:032}");
-        let started = app.start_call(&call).await;
+        let created = app.create(&billing_request()).await;
+        Answered::confirm(app, &created, format!("CA{i:032}"), format!("RE{i:032}")).await
+    }
+
+    /// Sends `call` to the request `created`, confirms it, and serves recording `sid`.
+    async fn confirm(app: &TestApp, created: &Value, call: String, sid: String) -> Answered {
+        let started = app.transfer(created, &call).await;
         let r = app.press(&started.answer, &call, "1").await;
         assert_eq!(r.status().as_u16(), 200);
-        let sid = format!("RE{i:032}");
-        let media = MediaServer::start(
-            ACCOUNT_SID,
-            AUTH_TOKEN,
-            &sid,
-            fixture("speech-8k-pcm16.wav"),
-            MediaFormat::Wav,
-        )
-        .await
-        .expect("media server");
+        let media = speech_media(&sid).await;
         Answered {
             started,
             call,
@@ -52,14 +48,6 @@ impl Answered {
         .await
         .status()
         .as_u16()
-    }
-}
-
-async fn wait_until(what: &str, secs: u64, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -201,41 +189,10 @@ async fn the_s3_server_stopped_for_30_seconds_during_a_burst_loses_and_duplicate
     // The two customers are transferred again, and confirm.
     let mut ids: Vec<String> = calls.iter().map(|c| c.started.id.clone()).collect();
     for (i, w) in waiting.iter().enumerate() {
-        let call = format!("CC{i:032}");
-        let r = app
-            .webhook(
-                w["transfer_url"].as_str().unwrap(),
-                &call_params(&call, &[]),
-                AUTH_TOKEN,
-            )
-            .await;
-        let xml = r.text().await.unwrap();
-        let doc = callproof::simulate::doc::parse(&xml).unwrap();
-        let callback = doc.children[0].children[0]
-            .attr("recordingStatusCallback")
-            .unwrap_or_else(|| panic!("the flow starts once the store is back: {xml}"))
-            .to_owned();
-        app.press(&gather_action(&xml), &call, "1").await;
-        let sid = format!("RF{i:032}");
-        let media = MediaServer::start(
-            ACCOUNT_SID,
-            AUTH_TOKEN,
-            &sid,
-            fixture("speech-8k-pcm16.wav"),
-            MediaFormat::Wav,
-        )
-        .await
-        .unwrap();
-        let r = app
-            .webhook(
-                &callback,
-                &recording_params(&call, &sid, &media.recording_url),
-                AUTH_TOKEN,
-            )
-            .await;
-        assert_eq!(r.status().as_u16(), 204);
-        ids.push(w["id"].as_str().unwrap().to_owned());
-        app.wait_record(w["id"].as_str().unwrap(), complete).await;
+        let c = Answered::confirm(&app, w, format!("CC{i:032}"), format!("RF{i:032}")).await;
+        assert_eq!(c.recording_callback(&app).await, 204);
+        app.wait_record(&c.started.id, complete).await;
+        ids.push(c.started.id);
     }
     assert_exactly_these_records(&app, &ids).await;
 }

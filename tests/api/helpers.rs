@@ -460,6 +460,11 @@ impl TestApp {
     /// Creates the documented request and sends `call` to its transfer URL.
     pub async fn start_call(&self, call: &str) -> Started {
         let created = self.create(&billing_request()).await;
+        self.transfer(&created, call).await
+    }
+
+    /// Sends `call` to the transfer URL of the request `created` (the 201 body).
+    pub async fn transfer(&self, created: &Value, call: &str) -> Started {
         let resp = self
             .webhook(
                 created["transfer_url"].as_str().unwrap(),
@@ -472,7 +477,7 @@ impl TestApp {
         let doc = callproof::simulate::doc::parse(&xml).unwrap();
         let callback = doc.children[0].children[0]
             .attr("recordingStatusCallback")
-            .unwrap()
+            .unwrap_or_else(|| panic!("the flow did not start: {xml}"))
             .to_owned();
         Started {
             id: created["id"].as_str().unwrap().to_owned(),
@@ -622,14 +627,12 @@ pub async fn assert_exactly_these_records(app: &TestApp, ids: &[String]) {
         let record = app.wait_record(id, complete).await;
         assert_eq!(record["versions"], json!([1]), "{id}: one record version");
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while app.stored("jobs/recordings/").await > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "recording jobs left queued after their records were written"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        "recording jobs gone after their records were written",
+        30,
+        async || app.stored("jobs/recordings/").await == 0,
+    )
+    .await;
     assert_eq!(app.stored("jobs/parked/").await, 0, "no job parked");
     let mut stored: Vec<String> = app
         .store
@@ -657,4 +660,30 @@ pub async fn assert_exactly_these_records(app: &TestApp, ids: &[String]) {
             .count();
         assert_eq!(results, 1, "{id}: one stored recording");
     }
+}
+
+/// Polls `cond` every 100 ms until it holds; fails naming `what` after `secs`.
+pub async fn wait_until(what: &str, secs: u64, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !cond().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {secs} s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The speech fixture served as recording `sid` by a media server of its own.
+pub async fn speech_media(sid: &str) -> callproof::simulate::media::MediaServer {
+    use callproof::simulate::media::{MediaFormat, MediaServer};
+    MediaServer::start(
+        ACCOUNT_SID,
+        AUTH_TOKEN,
+        sid,
+        fixture("speech-8k-pcm16.wav"),
+        MediaFormat::Wav,
+    )
+    .await
+    .expect("media server")
 }

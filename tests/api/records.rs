@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use callproof::simulate::media::{MediaFormat, MediaServer};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -249,25 +248,13 @@ async fn started(app: &TestApp) -> (String, String, String) {
     (s.id, s.answer, s.callback)
 }
 
-async fn media(sid: &str) -> MediaServer {
-    MediaServer::start(
-        ACCOUNT_SID,
-        AUTH_TOKEN,
-        sid,
-        fixture("speech-8k-pcm16.wav"),
-        MediaFormat::Wav,
-    )
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn a_duplicate_recording_callback_leaves_one_record() {
     let app = spawn_app().await;
     let (id, answer, callback) = started(&app).await;
     app.press(&answer, CALL, "1").await;
     let sid = "RE55555555555555555555555555555555";
-    let server = media(sid).await;
+    let server = speech_media(sid).await;
     let params = recording_params(CALL, sid, &server.recording_url);
     let (a, b) = tokio::join!(
         app.webhook(&callback, &params, AUTH_TOKEN),
@@ -295,7 +282,7 @@ async fn a_recording_that_arrives_before_the_flow_finishes_completes_the_record(
     let app = spawn_app().await;
     let (id, answer, callback) = started(&app).await;
     let sid = "RE66666666666666666666666666666666";
-    let server = media(sid).await;
+    let server = speech_media(sid).await;
     assert_eq!(
         app.webhook(
             &callback,
@@ -308,11 +295,10 @@ async fn a_recording_that_arrives_before_the_flow_finishes_completes_the_record(
         204
     );
     // Let the recording be stored while the caller has not answered yet.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while server.fetches() == 0 {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("the recording is fetched", 20, async || {
+        server.fetches() > 0
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         app.compliance_get(&format!("/v1/records/{id}"), None)
@@ -353,7 +339,7 @@ async fn a_recording_that_arrives_long_after_makes_a_new_version_of_an_incomplet
     assert!(first["recording"].is_null());
 
     let sid = "RE77777777777777777777777777777777";
-    let server = media(sid).await;
+    let server = speech_media(sid).await;
     assert_eq!(
         app.webhook(
             &callback,
@@ -393,17 +379,10 @@ async fn a_flow_whose_caller_went_silent_is_abandoned_by_the_sweeper() {
     })
     .await;
     let (id, _answer, _callback) = started(&app).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(75);
-    loop {
-        if app.confirmation(&id).await["status"] == "abandoned" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not abandoned in time"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_until("the flow is abandoned", 75, async || {
+        app.confirmation(&id).await["status"] == "abandoned"
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -533,7 +512,7 @@ async fn media_that_fails_at_first_is_retried_until_it_is_stored() {
         let started = app.start_call(&call).await;
         app.press(&started.answer, &call, "1").await;
         let sid = format!("RE{i:032}");
-        let server = media(&sid).await;
+        let server = speech_media(&sid).await;
         // 404 right after the callback is normal; 500s are an outage.
         server.fail_next(fail_count, status);
         app.webhook(
@@ -569,7 +548,7 @@ async fn a_recording_over_the_size_cap_is_refused_and_the_record_says_why() {
     let (id, answer, callback) = started(&app).await;
     app.press(&answer, CALL, "1").await;
     let sid = "RE99999999999999999999999999999999";
-    let server = media(sid).await;
+    let server = speech_media(sid).await;
     let r = app
         .webhook(
             &callback,
@@ -594,7 +573,7 @@ async fn a_recording_job_left_by_a_stopped_server_is_finished_by_the_next_one() 
     let (id, answer, callback) = started(&app).await;
     app.press(&answer, CALL, "1").await;
     let sid = "RE12121212121212121212121212121212";
-    let server = media(sid).await;
+    let server = speech_media(sid).await;
     server.fail_next(1_000_000, 503);
     app.webhook(
         &callback,
@@ -602,11 +581,7 @@ async fn a_recording_job_left_by_a_stopped_server_is_finished_by_the_next_one() 
         AUTH_TOKEN,
     )
     .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while server.requests() == 0 {
-        assert!(std::time::Instant::now() < deadline, "no download attempt");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("a download attempt", 20, async || server.requests() > 0).await;
     let data_dir = app.data_dir.clone();
     let store = app.store.clone();
     let tmp = app.stop().await;
@@ -617,14 +592,10 @@ async fn a_recording_job_left_by_a_stopped_server_is_finished_by_the_next_one() 
     let app = spawn_in(&data_dir, Options::default()).await;
     let record = app.wait_record(&id, complete).await;
     assert_eq!(record["version"], 1);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while jobs().await > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the job is removed once done"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("the job is removed once done", 10, async || {
+        jobs().await == 0
+    })
+    .await;
     drop(tmp);
 }
 
