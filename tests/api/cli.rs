@@ -39,6 +39,17 @@ fn serve(dir: &std::path::Path) -> (Server, String) {
     serve_with(dir, &[])
 }
 
+/// [`serve_with`] from async code, with a [`TestApp`] on the running server.
+pub async fn serve_attached(
+    dir: &std::path::Path,
+    env: &[(String, String)],
+) -> (Server, crate::helpers::TestApp) {
+    let (server, _) = tokio::task::block_in_place(|| serve_with(dir, env));
+    let base = format!("http://{}", server.address);
+    let app = crate::helpers::TestApp::attach(&base, dir, env).await;
+    (server, app)
+}
+
 /// Starts `callproof serve` in `dir` with the settings `env` and JSON logs;
 /// returns once it is listening, with what it logged until then.
 pub fn serve_with(dir: &std::path::Path, env: &[(String, String)]) -> (Server, String) {

@@ -51,6 +51,23 @@ impl Answered {
     }
 }
 
+/// `n` calls confirmed whose recording jobs are all retrying their downloads,
+/// because the provider's media is not ready yet.
+async fn retrying(app: &TestApp, n: usize) -> Vec<Answered> {
+    let mut calls = Vec::new();
+    for i in 0..n {
+        let c = Answered::new(app, i).await;
+        c.media.fail_next(1_000_000, 503);
+        assert_eq!(c.recording_callback(app).await, 204);
+        calls.push(c);
+    }
+    wait_until("every job tried its download", 30, async || {
+        calls.iter().all(|c| c.media.requests() > 0)
+    })
+    .await;
+    calls
+}
+
 /// `callproof_ingest_jobs_total{state="failed"}` from `/metrics`.
 async fn failed_jobs(app: &TestApp) -> u64 {
     let text = app.get_with("/metrics", None).await.text().await.unwrap();
@@ -75,27 +92,14 @@ async fn a_server_killed_with_sigkill_mid_jobs_finishes_them_after_a_restart() {
         },
     )
     .await;
-    let (server, _) = tokio::task::block_in_place(|| crate::cli::serve_with(dir.path(), &env));
-    let app = TestApp::attach(&format!("http://{}", server.address), dir.path(), &env).await;
-    let mut calls = Vec::new();
-    for i in 0..4 {
-        let c = Answered::new(&app, i).await;
-        // The provider's media is not ready yet: every job is in its retries.
-        c.media.fail_next(1_000_000, 503);
-        assert_eq!(c.recording_callback(&app).await, 204);
-        calls.push(c);
-    }
-    wait_until("every job tried its download", 30, async || {
-        calls.iter().all(|c| c.media.requests() > 0)
-    })
-    .await;
+    let (server, app) = crate::cli::serve_attached(dir.path(), &env).await;
+    let calls = retrying(&app, 4).await;
     assert_eq!(app.stored("jobs/recordings/").await, 4);
     drop(server); // SIGKILL: no shutdown, no lease released
     for c in &calls {
         c.media.fail_next(0, 503);
     }
-    let (server, _) = tokio::task::block_in_place(|| crate::cli::serve_with(dir.path(), &env));
-    let app = TestApp::attach(&format!("http://{}", server.address), dir.path(), &env).await;
+    let (server, app) = crate::cli::serve_attached(dir.path(), &env).await;
     let ids: Vec<String> = calls.iter().map(|c| c.started.id.clone()).collect();
     assert_exactly_these_records(&app, &ids).await;
     for c in &calls {
@@ -125,21 +129,11 @@ async fn the_s3_server_stopped_for_30_seconds_during_a_burst_loses_and_duplicate
 
     // A burst: four calls confirmed, their recordings' jobs retrying while the
     // provider's media is not ready; two more requests waiting for their calls.
-    let mut calls = Vec::new();
-    for i in 0..4 {
-        let c = Answered::new(&app, i).await;
-        c.media.fail_next(1_000_000, 503);
-        assert_eq!(c.recording_callback(&app).await, 204);
-        calls.push(c);
-    }
+    let calls = retrying(&app, 4).await;
     let waiting: Vec<Value> = vec![
         app.create(&billing_request()).await,
         app.create(&billing_request()).await,
     ];
-    wait_until("every job tried its download", 30, async || {
-        calls.iter().all(|c| c.media.requests() > 0)
-    })
-    .await;
 
     s3.stop();
     let outage = Instant::now();

@@ -61,8 +61,7 @@ async fn a_four_hour_two_channel_recording_goes_through_s3_in_under_64_mib() {
     opts.extra
         .push(("CALLPROOF_RECORDING_DOWNLOAD_TIMEOUT_SECS", "1800".into()));
     let env = test_env(dir.path(), opts).await;
-    let (server, _) = tokio::task::block_in_place(|| crate::cli::serve_with(dir.path(), &env));
-    let app = TestApp::attach(&format!("http://{}", server.address), dir.path(), &env).await;
+    let (server, app) = crate::cli::serve_attached(dir.path(), &env).await;
 
     let secs = HOURS * 3600;
     let wav = tokio::task::spawn_blocking(move || long_wav(secs))
