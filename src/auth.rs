@@ -149,6 +149,10 @@ pub struct DevCredentials {
     pub api_keys: String,
     /// Flow-token secret.
     pub token_secret: String,
+    /// Outcome-callback secret; files written before it existed derive one
+    /// from `token_secret`.
+    #[serde(default)]
+    pub callback_secret: Option<String>,
 }
 
 /// The resolved secrets of a running server.
@@ -162,6 +166,8 @@ pub struct Credentials {
     pub api_keys: Vec<ApiKey>,
     /// Flow-token secret.
     pub token_secret: String,
+    /// Outcome-callback secret (`whsec_…`).
+    pub callback_secret: String,
     /// Which settings were filled from the development file.
     pub from_dev_file: Vec<&'static str>,
 }
@@ -210,7 +216,8 @@ pub fn resolve(config: &Config) -> anyhow::Result<(Credentials, DevFile)> {
     let all_set = s.twilio_account_sid.is_some()
         && s.twilio_auth_token.is_some()
         && s.api_keys.is_some()
-        && s.token_secret.is_some();
+        && s.token_secret.is_some()
+        && s.callback_secret.is_some();
     if config.environment == Environment::Production {
         let mut missing = Vec::new();
         if s.twilio_account_sid.is_none() {
@@ -224,6 +231,9 @@ pub fn resolve(config: &Config) -> anyhow::Result<(Credentials, DevFile)> {
         }
         if s.token_secret.is_none() {
             missing.push("CALLPROOF_TOKEN_SECRET");
+        }
+        if s.callback_secret.is_none() {
+            missing.push("CALLPROOF_CALLBACK_SECRET");
         }
         if !missing.is_empty() {
             anyhow::bail!(
@@ -258,6 +268,7 @@ pub fn resolve(config: &Config) -> anyhow::Result<(Credentials, DevFile)> {
                         random_hex(12)
                     ),
                     token_secret: random_hex(32),
+                    callback_secret: Some(crate::callbacks::CallbackSecret::generate()),
                 };
                 write_private(&path, &toml::to_string(&d)?)?;
                 (Some(d), DevFile::Generated(path))
@@ -291,6 +302,12 @@ pub fn resolve(config: &Config) -> anyhow::Result<(Credentials, DevFile)> {
         "token_secret",
         dev.as_ref().map(|d| &d.token_secret),
     );
+    let dev_callback = dev.as_ref().map(|d| {
+        d.callback_secret
+            .clone()
+            .unwrap_or_else(|| derived_callback_secret(&d.token_secret))
+    });
+    let callback_secret = pick(&s.callback_secret, "callback_secret", dev_callback.as_ref());
     let api_keys = match (&s.api_keys, &dev) {
         (Some(k), _) => k.clone(),
         (None, Some(d)) => {
@@ -306,10 +323,22 @@ pub fn resolve(config: &Config) -> anyhow::Result<(Credentials, DevFile)> {
             twilio_auth_token: token,
             api_keys,
             token_secret: secret,
+            callback_secret,
             from_dev_file: from_dev,
         },
         file,
     ))
+}
+
+/// The callback secret of a development file written before callback secrets
+/// existed: derived from its token secret, so it stays the same across starts.
+fn derived_callback_secret(token_secret: &str) -> String {
+    use base64::Engine;
+    let key = Sha256::digest(format!("callproof callback secret:{token_secret}").as_bytes());
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    )
 }
 
 #[cfg(unix)]
@@ -418,6 +447,10 @@ mod tests {
                 format!("agent:{}", "k".repeat(20)),
             ),
             ("CALLPROOF_TOKEN_SECRET".to_string(), "s".repeat(40)),
+            (
+                "CALLPROOF_CALLBACK_SECRET".to_string(),
+                crate::callbacks::CallbackSecret::generate(),
+            ),
         ]);
         let err = resolve(&Config::load(None, &full, &[]).unwrap())
             .err()

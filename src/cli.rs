@@ -42,7 +42,7 @@ enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
-    /// See recording jobs and retry parked ones, directly on the configured store.
+    /// See jobs (recordings, outcome callbacks) and retry parked ones, directly on the configured store.
     Jobs {
         #[command(subcommand)]
         command: JobsCommand,
@@ -51,7 +51,7 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum JobsCommand {
-    /// List queued and parked recording jobs with their failures and reasons.
+    /// List queued and parked jobs (recordings, outcome callbacks) with their failures and reasons.
     /// Takes the same settings as `serve`.
     List {
         /// Print JSON lines instead of a table.
@@ -335,20 +335,21 @@ async fn jobs_cmd(command: JobsCommand) -> anyhow::Result<ExitCode> {
         JobsCommand::List { json, settings } => {
             let config = load_config(settings)?;
             let store = crate::server::connect_store(&config).await?;
-            let jobs = crate::ingest::job_statuses(store.as_ref(), None).await?;
+            let jobs = crate::jobs::job_statuses(store.as_ref(), None).await?;
             if json {
                 for j in &jobs {
                     println!("{}", serde_json::to_string(j)?);
                 }
             } else {
                 println!(
-                    "{:<40}  {:<6}  {:<26}  {:>8}  last error",
-                    "job", "state", "confirmation", "failures"
+                    "{:<40}  {:<9}  {:<6}  {:<26}  {:>8}  last error",
+                    "job", "kind", "state", "confirmation", "failures"
                 );
                 for j in &jobs {
                     println!(
-                        "{:<40}  {:<6}  {:<26}  {:>8}  {}",
+                        "{:<40}  {:<9}  {:<6}  {:<26}  {:>8}  {}",
                         j.id,
+                        j.kind.as_str(),
                         j.state,
                         j.confirmation_id,
                         j.failures,
@@ -364,7 +365,7 @@ async fn jobs_cmd(command: JobsCommand) -> anyhow::Result<ExitCode> {
             let config = load_config(settings)?;
             let store = crate::server::connect_store(&config).await?;
             let ids = if all { Vec::new() } else { ids };
-            let queued = crate::ingest::retry_parked(store.as_ref(), &ids).await?;
+            let queued = crate::jobs::retry_parked(store.as_ref(), &ids).await?;
             for id in &queued {
                 println!("{id}");
             }

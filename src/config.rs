@@ -10,9 +10,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::auth::ApiKey;
+use crate::callbacks::CallbackSecret;
 use crate::domain::ChangeKind;
 use crate::domain::PhoneNumber;
-use crate::ingest::RecordingFormat;
+use crate::netguard::AllowList;
+use crate::provider::RecordingFormat;
 use crate::store::s3::{LockMode, Sse};
 
 /// One setting: its TOML key, its environment variable, its default and what it does.
@@ -48,7 +50,12 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "request_timeout_secs", env: "CALLPROOF_REQUEST_TIMEOUT_SECS", default: Some("15"), help: "Longest time one HTTP request may take, in seconds." },
     Setting { key: "webhook_deadline_secs", env: "CALLPROOF_WEBHOOK_DEADLINE_SECS", default: Some("10"), help: "Seconds a provider webhook may take before the caller hears an apology (the work still finishes); keep it under the provider's own timeout (Twilio: 15)." },
     Setting { key: "prompts_dir", env: "CALLPROOF_PROMPTS_DIR", default: None, help: "Directory of prompt templates (<locale>/<kind>.txt, <locale>/phrases.toml) replacing the built-in ones." },
-    Setting { key: "outcome_callback_attempts", env: "CALLPROOF_OUTCOME_CALLBACK_ATTEMPTS", default: Some("5"), help: "How many times an outcome is POSTed to a request's callback_url before giving up." },
+    Setting { key: "callback_secret", env: "CALLPROOF_CALLBACK_SECRET", default: None, help: "Signs outcome callbacks the Standard Webhooks way: whsec_ followed by base64 of a 24- to 64-byte key (e.g. whsec_$(openssl rand -base64 32)). Generated for development when unset." },
+    Setting { key: "callback_retry_secs", env: "CALLPROOF_CALLBACK_RETRY_SECS", default: Some("5,300,1800,7200,18000,36000,36000"), help: "Seconds before each retry of an outcome callback that failed (each plus up to a quarter, at random); after the last the callback is parked. The default retries for about 24 hours." },
+    Setting { key: "callback_timeout_secs", env: "CALLPROOF_CALLBACK_TIMEOUT_SECS", default: Some("10"), help: "Time limit of one outcome callback delivery, in seconds." },
+    Setting { key: "callback_allowed_hosts", env: "CALLPROOF_CALLBACK_ALLOWED_HOSTS", default: None, help: "Comma-separated host[:port] that a callback_url may name although they are, or resolve to, loopback, private, link-local or unique-local addresses (any port when none is given). Unset: none, in development too." },
+    Setting { key: "media_hosts", env: "CALLPROOF_MEDIA_HOSTS", default: None, help: "Comma-separated hosts recordings are fetched from: host[:port] for https, http://host:port for plain http. Unset: api.twilio.com, plus loopback on any port in development. When set, exactly these." },
+    Setting { key: "max_recordings_per_call", env: "CALLPROOF_MAX_RECORDINGS_PER_CALL", default: Some("4"), help: "Recordings ingested per call at most; later recording callbacks are refused and logged." },
     Setting { key: "recording_format", env: "CALLPROOF_RECORDING_FORMAT", default: Some("wav"), help: "Format asked of the provider for call recordings: wav (lossless, both channels) or mp3 (smaller)." },
     Setting { key: "recording_max_bytes", env: "CALLPROOF_RECORDING_MAX_BYTES", default: Some("1073741824"), help: "Largest recording downloaded, in bytes; a larger one fails its job." },
     Setting { key: "recording_download_timeout_secs", env: "CALLPROOF_RECORDING_DOWNLOAD_TIMEOUT_SECS", default: Some("600"), help: "Time limit of one recording download attempt, in seconds." },
@@ -129,6 +136,8 @@ pub struct Secrets {
     pub api_keys: Option<Vec<ApiKey>>,
     /// Flow-token signing secret.
     pub token_secret: Option<String>,
+    /// Outcome-callback signing secret (`whsec_…`).
+    pub callback_secret: Option<String>,
 }
 
 impl fmt::Debug for Secrets {
@@ -139,6 +148,7 @@ impl fmt::Debug for Secrets {
             .field("twilio_auth_token", &set(self.twilio_auth_token.is_some()))
             .field("api_keys", &set(self.api_keys.is_some()))
             .field("token_secret", &set(self.token_secret.is_some()))
+            .field("callback_secret", &set(self.callback_secret.is_some()))
             .finish()
     }
 }
@@ -162,7 +172,11 @@ pub struct Config {
     pub request_timeout_secs: u64,
     pub webhook_deadline_secs: u64,
     pub prompts_dir: Option<PathBuf>,
-    pub outcome_callback_attempts: u32,
+    pub callback_retry_secs: Vec<u64>,
+    pub callback_timeout_secs: u64,
+    pub callback_allowed_hosts: AllowList,
+    pub media_hosts: Option<AllowList>,
+    pub max_recordings_per_call: u32,
     pub recording_format: RecordingFormat,
     pub recording_max_bytes: u64,
     pub recording_download_timeout_secs: u64,
@@ -237,7 +251,23 @@ pub enum LogFormat {
 /// Raw layered values: key -> (text, source).
 type Layers = BTreeMap<&'static str, (String, Source)>;
 
+/// The provider's media host when `media_hosts` is unset.
+pub const DEFAULT_MEDIA_HOST: &str = "api.twilio.com";
+
 impl Config {
+    /// The hosts recordings may be fetched from: `media_hosts` when set;
+    /// otherwise Twilio's API host, and in development loopback on any port too.
+    pub fn media_hosts(&self) -> AllowList {
+        if let Some(list) = &self.media_hosts {
+            return list.clone();
+        }
+        let twilio = AllowList::parse(DEFAULT_MEDIA_HOST, false).unwrap_or_default();
+        match self.environment {
+            Environment::Production => twilio,
+            Environment::Development => twilio.with(AllowList::loopback_any_port()),
+        }
+    }
+
     /// Reads the layers: defaults, the file (if `file` is given or
     /// `./callproof.toml` exists), the `CALLPROOF_*` variables in `env`, then `flags`.
     pub fn load(
@@ -344,6 +374,13 @@ impl Config {
                 twilio_auth_token: get(l, "twilio_auth_token").map(|(v, _)| v.clone()),
                 api_keys,
                 token_secret,
+                callback_secret: match get(l, "callback_secret") {
+                    None => None,
+                    Some((v, src)) => {
+                        CallbackSecret::parse(v).map_err(|why| bad("callback_secret", "<hidden>", src, &why))?;
+                        Some(v.trim().to_owned())
+                    }
+                },
             },
             agent_number: match get(l, "agent_number") {
                 None => None,
@@ -361,7 +398,26 @@ impl Config {
             request_timeout_secs: positive(l, "request_timeout_secs")?,
             webhook_deadline_secs: positive(l, "webhook_deadline_secs")?,
             prompts_dir: get(l, "prompts_dir").map(|(v, _)| PathBuf::from(v)),
-            outcome_callback_attempts: positive(l, "outcome_callback_attempts")?,
+            callback_retry_secs: match get(l, "callback_retry_secs") {
+                None => Vec::new(),
+                Some((v, src)) => v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .map(|x| x.parse::<u64>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| bad("callback_retry_secs", v, src, "use comma-separated whole seconds, like 5,300,1800"))?,
+            },
+            callback_timeout_secs: positive(l, "callback_timeout_secs")?,
+            callback_allowed_hosts: match get(l, "callback_allowed_hosts") {
+                None => AllowList::default(),
+                Some((v, src)) => AllowList::parse_hosts(v).map_err(|why| bad("callback_allowed_hosts", v, src, &why))?,
+            },
+            media_hosts: match get(l, "media_hosts") {
+                None => None,
+                Some((v, src)) => Some(AllowList::parse(v, true).map_err(|why| bad("media_hosts", v, src, &why))?),
+            },
+            max_recordings_per_call: positive(l, "max_recordings_per_call")?,
             recording_format: match get(l, "recording_format").map(|(v, s)| (v.as_str(), s)) {
                 Some(("wav", _)) | None => RecordingFormat::Wav,
                 Some(("mp3", _)) => RecordingFormat::Mp3,

@@ -156,6 +156,19 @@ pub enum Status {
     Expired,
 }
 
+impl Outcome {
+    /// The outcome's name in records, metrics and callback event types.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Confirmed => "confirmed",
+            Outcome::Declined => "declined",
+            Outcome::NoAnswer => "no_answer",
+            Outcome::TransferredToAgent => "transferred_to_agent",
+            Outcome::Abandoned => "abandoned",
+        }
+    }
+}
+
 impl From<Outcome> for Status {
     fn from(o: Outcome) -> Status {
         match o {
@@ -381,12 +394,12 @@ impl Confirmations {
         claim: CallClaim,
     ) -> Result<Written<CallClaim>, RepoError> {
         let call_sid = claim.call_sid.clone();
+        // The open-flow marker comes first, so no crash can leave a claimed
+        // call that the sweeper does not know to end.
+        self.create(key(format!("open/{id}")), &Marker {}).await?;
         let written = self
             .create_or_existing(key(format!("{}call.json", Self::prefix(id))), claim)
             .await?;
-        if let Written::New(_) = &written {
-            self.create(key(format!("open/{id}")), &Marker {}).await?;
-        }
         if written.clone().into_inner().call_sid == call_sid {
             let map = key(format!("calls/{}/{id}.json", digest_id(&call_sid)));
             self.create(

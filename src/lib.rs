@@ -7,11 +7,14 @@
 //! - [`twiml`], [`flow`]: the IVR dialogue, pure code;
 //! - [`provider`]: the telephony provider's wire format and signatures;
 //! - [`store`], [`confirmations`]: write-once facts in an object store;
-//! - [`http`], [`server`], [`notify`]: the webhook and API server;
+//! - [`jobs`], [`ingest`], [`callbacks`], [`sweeper`]: durable work: recordings, outcome callbacks, repair;
+//! - [`netguard`]: where callproof may connect on someone else's say-so;
+//! - [`http`], [`server`]: the webhook and API server;
 //! - [`simulate`]: a telephony provider for trying and testing callproof.
 
 pub mod audio;
 pub mod auth;
+pub mod callbacks;
 pub mod cli;
 pub mod config;
 pub mod confirmations;
@@ -19,12 +22,13 @@ pub mod domain;
 pub mod flow;
 pub mod http;
 pub mod ingest;
-pub mod lease;
+pub mod jobs;
 pub mod metrics;
-pub mod notify;
+pub mod netguard;
 pub mod provider;
 pub mod record;
 pub mod server;
 pub mod simulate;
 pub mod store;
+pub mod sweeper;
 pub mod twiml;

@@ -48,14 +48,19 @@ const HELP: &[(&str, &str, &str)] = &[
         "Confirmations that reached an outcome, by outcome.",
     ),
     (
-        "callproof_ingest_jobs_total",
+        "callproof_jobs_total",
         "counter",
-        "Recording jobs by what happened: accepted, duplicate, stored, failed, parked.",
+        "Jobs by kind (recording, callback) and what happened: accepted, duplicate, stored, delivered, failed, parked.",
     ),
     (
-        "callproof_ingest_jobs",
+        "callproof_jobs",
         "gauge",
-        "Recording jobs in the store at the last sweep, by state: queued or parked.",
+        "Jobs in the store at the last sweep, by kind and state: queued or parked.",
+    ),
+    (
+        "callproof_recordings_refused_total",
+        "counter",
+        "Recording callbacks refused and never fetched, by reason: account (another AccountSid), host (not on CALLPROOF_MEDIA_HOSTS), count (over CALLPROOF_MAX_RECORDINGS_PER_CALL).",
     ),
     (
         "callproof_recording_download_retries_total",

@@ -10,18 +10,24 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::auth::{self, DevFile, KeyRing};
+use crate::callbacks::{CallbackSecret, CallbackSettings, Callbacks};
+use crate::config::Environment;
 use crate::config::{Config, StoreKind};
 use crate::confirmations::Confirmations;
 use crate::flow::consent::Classifier;
 use crate::flow::prompts::Prompts;
 use crate::flow::token::TokenSigner;
 use crate::http::{router, AppState, Shared};
+use crate::ingest::fetch::{FetchSettings, Fetcher};
 use crate::ingest::{Ingest, IngestSettings};
+use crate::jobs::{JobKind, Queue};
 use crate::metrics::{MeteredStore, Metrics};
-use crate::notify::Notifier;
+use crate::record::complete::{Completion, CompletionSettings};
+use crate::record::Records;
 use crate::store::check::{self, Probe, StoreReport};
 use crate::store::s3::{S3Settings, S3Store};
 use crate::store::{FsStore, ObjectStore};
+use crate::sweeper::{SweepSettings, Sweeper};
 
 /// Opens the configured store and probes what it guarantees.
 pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn ObjectStore>, StoreReport)> {
@@ -90,7 +96,6 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     dev_file: DevFile,
-    jobs: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
 impl Application {
@@ -130,40 +135,51 @@ impl Application {
         let bound = listener.local_addr()?;
         let public_base = config.public_base(bound);
         tracing::info!(store = %store.describe(), public_url = %public_base, "callproof ready");
-        let notifier = Notifier::new(config.outcome_callback_attempts);
-        let settings = IngestSettings {
-            format: config.recording_format,
-            max_bytes: config.recording_max_bytes,
-            download_timeout: Duration::from_secs(config.recording_download_timeout_secs),
-            attempts: config.recording_download_attempts,
-            retry_base: Duration::from_millis(config.recording_retry_base_ms),
-            sample_rate: config.archival_sample_rate,
-            concurrency: config.ingest_concurrency,
-            recording_wait: Duration::from_secs(config.recording_wait_secs),
-            sweep_interval: Duration::from_secs(config.sweep_interval_secs),
-            lease_ttl: Duration::from_secs(config.job_lease_secs),
-            park_after: config.job_park_after_failures,
-            flow_step_ttl: Duration::from_secs(config.flow_step_ttl_secs),
-            flow_grace: Duration::from_secs(config.webhook_deadline_secs),
-            account_sid: credentials.twilio_account_sid.clone(),
-            auth_token: credentials.twilio_auth_token.clone(),
-            work_dir: config.data_dir.join("work"),
-            retention: config.retention.clone(),
-            lock: report.object_lock.is_yes().then_some(config.s3.lock_mode),
-        };
+        let settings = Settings::from_config(&config, &credentials, &report)?;
         let confirmations = Confirmations::new(store.clone());
-        let (ingest, jobs) = Ingest::new(
+        let records = Records::new(store.clone());
+        let queue = Queue::new(store.clone(), settings.lease_ttl, metrics.clone());
+        let completion = Completion::new(
+            confirmations.clone(),
+            records.clone(),
+            queue.clone(),
+            settings.completion,
+            metrics.clone(),
+        );
+        let fetch = Fetcher::new(settings.fetch, metrics.clone())?;
+        let ingest = Ingest::new(
             store.clone(),
             confirmations.clone(),
-            notifier,
-            settings,
+            completion.clone(),
+            queue.clone(),
+            fetch,
+            settings.ingest,
             metrics.clone(),
+        );
+        let callbacks = Callbacks::new(
+            confirmations.clone(),
+            queue.clone(),
+            settings.callbacks,
+            metrics.clone(),
+        )?;
+        let sweeper = Sweeper::new(
+            confirmations.clone(),
+            records.clone(),
+            completion.clone(),
+            queue.clone(),
+            settings.sweep,
         );
         let shared = Shared {
             keys: KeyRing::new(&credentials.api_keys),
             signer: TokenSigner::new(&credentials.token_secret),
             classifier: Classifier::new(config.speech_min_confidence),
             ingest,
+            callbacks,
+            completion,
+            records,
+            queue,
+            sweeper,
+            store: store.clone(),
             confirmations,
             prompts,
             store_report: report,
@@ -176,7 +192,6 @@ impl Application {
             listener,
             state: AppState(Arc::new(shared)),
             dev_file,
-            jobs,
         })
     }
 
@@ -207,7 +222,13 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        self.state.ingest.start(self.jobs);
+        let s = &self.state;
+        s.ingest.clear_scratch();
+        s.queue.start(vec![
+            (JobKind::Recording, Arc::new(s.ingest.clone())),
+            (JobKind::Callback, Arc::new(s.callbacks.clone())),
+        ]);
+        s.sweeper.start();
         let app = router(self.state.clone());
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
@@ -248,5 +269,69 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
             let _ = tokio::signal::ctrl_c().await;
         }
         tracing::info!("shutting down: finishing requests in flight");
+    }
+}
+
+/// The settings of each part of the server, taken from the configuration once.
+struct Settings {
+    lease_ttl: Duration,
+    completion: CompletionSettings,
+    fetch: FetchSettings,
+    ingest: IngestSettings,
+    callbacks: CallbackSettings,
+    sweep: SweepSettings,
+}
+
+impl Settings {
+    fn from_config(
+        config: &Config,
+        credentials: &auth::Credentials,
+        report: &StoreReport,
+    ) -> anyhow::Result<Self> {
+        let lock = report.object_lock.is_yes().then_some(config.s3.lock_mode);
+        let secs = Duration::from_secs;
+        Ok(Settings {
+            lease_ttl: secs(config.job_lease_secs),
+            completion: CompletionSettings {
+                recording_wait: secs(config.recording_wait_secs),
+                retention: config.retention.clone(),
+                lock,
+            },
+            fetch: FetchSettings {
+                media_hosts: config.media_hosts(),
+                max_bytes: config.recording_max_bytes,
+                timeout: secs(config.recording_download_timeout_secs),
+                attempts: config.recording_download_attempts,
+                retry_base: Duration::from_millis(config.recording_retry_base_ms),
+                account_sid: credentials.twilio_account_sid.clone(),
+                auth_token: credentials.twilio_auth_token.clone(),
+            },
+            ingest: IngestSettings {
+                format: config.recording_format,
+                sample_rate: config.archival_sample_rate,
+                concurrency: config.ingest_concurrency,
+                park_after: config.job_park_after_failures,
+                max_per_call: config.max_recordings_per_call,
+                work_dir: config.data_dir.join("work"),
+                lock,
+            },
+            callbacks: CallbackSettings {
+                secret: CallbackSecret::parse(&credentials.callback_secret)
+                    .map_err(|e| anyhow::anyhow!("CALLPROOF_CALLBACK_SECRET: {e}"))?,
+                schedule: config
+                    .callback_retry_secs
+                    .iter()
+                    .map(|s| secs(*s))
+                    .collect(),
+                allowed: config.callback_allowed_hosts.clone(),
+                https_only: config.environment == Environment::Production,
+                timeout: secs(config.callback_timeout_secs),
+            },
+            sweep: SweepSettings {
+                interval: secs(config.sweep_interval_secs),
+                flow_step_ttl: secs(config.flow_step_ttl_secs),
+                flow_grace: secs(config.webhook_deadline_secs),
+            },
+        })
     }
 }

@@ -264,6 +264,14 @@ pub async fn create_confirmation(
 ) -> Result<Response, ApiError> {
     s.authorize(&headers, Role::Agent)?;
     let new = parse_new(&body)?;
+    if let Some(url) = &new.callback_url {
+        if let Err(why) = s.callbacks.check_url(url).await {
+            return Err(ApiError::Invalid(BTreeMap::from([(
+                "callback_url".to_owned(),
+                why,
+            )])));
+        }
+    }
     let now = OffsetDateTime::now_utc();
     let request = ConfirmationRequest {
         id: ConfirmationId::generate(),
@@ -278,6 +286,9 @@ pub async fn create_confirmation(
         created_at: now,
         expires_at: now + Duration::seconds(s.config.confirmation_ttl_secs as i64),
     };
+    // The callback job first: it waits for the request's end, and no crash
+    // can leave a stored request whose outcome is never sent.
+    s.callbacks.enqueue(&request).await?;
     s.confirmations.create_request(&request).await?;
     tracing::info!(confirmation = %request.id, kind = %request.kind, agent = %request.agent_id, "confirmation requested");
     let transfer_url = s.links(now).start_url(&request.id, request.expires_at);

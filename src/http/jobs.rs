@@ -8,13 +8,13 @@ use serde_json::{json, Value};
 
 use super::{ApiError, AppState};
 use crate::auth::Role;
-use crate::ingest::job_statuses;
+use crate::jobs::job_statuses;
 
 /// Every recording job not yet done: `queued` ones are being worked on or
 /// retried each sweep; `parked` ones wait for `callproof jobs retry`.
 pub async fn list(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     s.authorize(&headers, Role::Compliance)?;
-    let jobs = job_statuses(s.ingest.records().store().as_ref(), None).await?;
+    let jobs = job_statuses(s.store.as_ref(), None).await?;
     let parked = jobs.iter().filter(|j| j.state == "parked").count();
     Ok(Json(json!({
         "queued": jobs.len() - parked,

@@ -20,6 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{Credentials, KeyRing, Role};
+use crate::callbacks::Callbacks;
 use crate::config::Config;
 use crate::confirmations::Confirmations;
 use crate::flow::consent::Classifier;
@@ -27,7 +28,11 @@ use crate::flow::prompts::Prompts;
 use crate::flow::token::TokenSigner;
 use crate::flow::{ANSWER_PATH, RECORDING_PATH, START_PATH, STATUS_PATH};
 use crate::ingest::Ingest;
+use crate::jobs::Queue;
+use crate::record::complete::Completion;
+use crate::record::Records;
 use crate::store::check::StoreReport;
+use crate::sweeper::Sweeper;
 
 pub use error::ApiError;
 
@@ -57,8 +62,20 @@ pub struct Shared {
     pub signer: TokenSigner,
     /// Public base URL, no trailing slash.
     pub public_base: String,
-    /// Recording ingest, record completion, outcome callbacks.
+    /// The store every fact, record and job lives in.
+    pub store: std::sync::Arc<dyn crate::store::ObjectStore>,
+    /// Recording callbacks become recording jobs.
     pub ingest: Ingest,
+    /// Outcome callbacks: queued with each request, sent when it ends.
+    pub callbacks: Callbacks,
+    /// Record versions, written as facts complete.
+    pub completion: Completion,
+    /// Records and recording results.
+    pub records: Records,
+    /// The durable job queue.
+    pub queue: Queue,
+    /// Finishes what crashes and silent callers leave half done.
+    pub sweeper: Sweeper,
 }
 
 impl std::ops::Deref for AppState {
@@ -154,11 +171,7 @@ async fn healthz() -> Json<serde_json::Value> {
 
 /// Ready when the store answers now; the body carries the start-up store check.
 async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    let probe = tokio::time::timeout(
-        Duration::from_secs(3),
-        s.ingest.records().store().list("probe/ready/"),
-    )
-    .await;
+    let probe = tokio::time::timeout(Duration::from_secs(3), s.store.list("probe/ready/")).await;
     let (status, word, error) = match probe {
         Ok(Ok(_)) => (StatusCode::OK, "ready", None),
         Ok(Err(e)) => (

@@ -189,7 +189,7 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let role = s.authorize(&headers, Role::Compliance)?;
     let filter = Filter::parse(q)?;
-    let records = s.ingest.records();
+    let records = &s.records;
     let mut found = Vec::new();
     for id in records.ids().await? {
         let Some(r) = records.latest(&id).await? else {
@@ -241,7 +241,7 @@ async fn load(
     version: Option<u32>,
 ) -> Result<ConfirmationRecord, ApiError> {
     let id: ConfirmationId = id.parse().map_err(|_| ApiError::NotFound)?;
-    let records = s.ingest.records();
+    let records = &s.records;
     let r = match version {
         Some(v) => records.version(&id, v).await?,
         None => records.latest(&id).await?,
@@ -259,7 +259,7 @@ pub async fn show(
     let role = s.authorize(&headers, Role::Compliance)?;
     let record = load(&s, &id, q.version).await?;
     tracing::info!(role = %role, record = %record.record_id, version = record.version, "record read");
-    let versions = s.ingest.records().versions(&record.record_id).await?;
+    let versions = s.records.versions(&record.record_id).await?;
     let mut body = serde_json::to_value(&record).map_err(|e| ApiError::Internal(e.into()))?;
     if let Some(obj) = body.as_object_mut() {
         obj.insert("versions".into(), json!(versions));
@@ -325,7 +325,7 @@ pub async fn audio(
         .ok_or(ApiError::NotFound)?;
     let key = crate::store::ObjectKey::new(object.key.clone())
         .map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?;
-    let store = s.ingest.records().store();
+    let store = &s.store;
     let size = store
         .head(&key)
         .await

@@ -23,6 +23,7 @@ use crate::domain::{Locale, PhoneNumber};
 use crate::flow::consent::{classify_digits, ConsentLabel};
 use crate::flow::token::{FlowToken, Purpose, StepState};
 use crate::flow::{notice, Flow, Links, Notice, Transition};
+use crate::ingest::Accepted;
 use crate::provider::{CallInfo, CallStatusEvent, GatherResult, Params, RecordingEvent};
 use crate::twiml;
 
@@ -181,7 +182,7 @@ async fn start_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> R
                         };
                         let stored = s.confirmations.set_outcome(id, fact).await.map_err(internal(request.locale))?;
                         if let Written::New(f) = &stored {
-                            s.ingest.outcome_settled(&request, f);
+                            s.completion.outcome_settled(&request, f);
                         }
                         Ok(flow.ending(stored.into_inner().outcome))
                     }
@@ -283,7 +284,7 @@ async fn answer_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> 
         Ok(match s.confirmations.set_outcome(id, fact).await.map_err(on_err())? {
             Written::New(f) => {
                 tracing::info!(confirmation = %id, outcome = ?f.outcome, "confirmation finished");
-                s.ingest.outcome_settled(&request, &f);
+                s.completion.outcome_settled(&request, &f);
                 next.response
             }
             // Another ending won the race (say, a hang-up): tell the caller it is settled.
@@ -326,7 +327,7 @@ async fn status_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> 
             if let Written::New(f) = s.confirmations.set_outcome(&id, fact).await? {
                 tracing::info!(confirmation = %id, call_status = %event.status, "caller left before answering: abandoned");
                 if let Some(request) = s.confirmations.request(&id).await? {
-                    s.ingest.outcome_settled(&request, &f);
+                    s.completion.outcome_settled(&request, &f);
                 }
             }
         }
@@ -349,6 +350,12 @@ async fn recording_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) 
     let result: Result<(), Failure> = async {
         let (params, token) = s.accept(&uri, &headers, &body, Purpose::Recording, now)?;
         let event = RecordingEvent::parse(&params).map_err(malformed)?;
+        if event.account_sid.as_deref() != Some(s.credentials.twilio_account_sid.as_str()) {
+            s.metrics.inc("callproof_recordings_refused_total", &[("reason", "account")]);
+            return Err(Failure::Refused(WebhookError::Forbidden(
+                "AccountSid is not this server's provider account (CALLPROOF_TWILIO_ACCOUNT_SID)".into(),
+            )));
+        }
         let id = &token.confirmation_id;
         let locale = Locale::EnUs;
         match s.confirmations.call(id).await.map_err(internal(locale))? {
@@ -359,12 +366,13 @@ async fn recording_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) 
                 )))
             }
         }
-        let fresh = s
-            .ingest
-            .accept(id, event, now)
-            .await
-            .map_err(internal(locale))?;
-        tracing::info!(confirmation = %id, duplicate = !fresh, "recording callback");
+        match s.ingest.accept(id, event, now).await.map_err(internal(locale))? {
+            Accepted::Queued => tracing::info!(confirmation = %id, "recording callback: job queued"),
+            Accepted::Duplicate => tracing::info!(confirmation = %id, "recording callback repeated; the first one stands"),
+            Accepted::Refused { reason, .. } => {
+                return Err(Failure::Refused(WebhookError::Forbidden(reason)));
+            }
+        }
         Ok(())
     }
     .await;

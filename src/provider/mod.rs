@@ -58,6 +58,25 @@ pub mod names {
 
 use names::*;
 
+/// Which format to ask the provider for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordingFormat {
+    /// The provider's WAV: lossless, channels kept.
+    Wav,
+    /// The provider's MP3: smaller downloads.
+    Mp3,
+}
+
+impl RecordingFormat {
+    /// The extension appended to `RecordingUrl`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            RecordingFormat::Wav => "wav",
+            RecordingFormat::Mp3 => "mp3",
+        }
+    }
+}
+
 /// The call a webhook is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallInfo {

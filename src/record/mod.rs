@@ -5,7 +5,8 @@
 //! are write-once and versioned: a later fact makes a new version that names
 //! the one it supersedes. [`build`] is pure; `ingest` decides when to write.
 
-mod repo;
+pub mod complete;
+pub mod repo;
 
 pub use repo::{audio_prefix as repo_audio_prefix, Records};
 

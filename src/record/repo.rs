@@ -153,4 +153,44 @@ impl Records {
         ));
         create_json(self.store.as_ref(), &k, result).await
     }
+
+    /// Keeps why a recording of `id` was refused (nothing of it was fetched), once per recording.
+    pub async fn refuse(
+        &self,
+        id: &ConfirmationId,
+        recording_sid: &str,
+        refused: &RefusedRecording,
+    ) -> Result<bool, RepoError> {
+        let k = key(format!(
+            "confirmations/{id}/refused/{}.json",
+            digest_id(recording_sid)
+        ));
+        create_json(self.store.as_ref(), &k, refused).await
+    }
+
+    /// Why recordings of `id` were refused, oldest first.
+    pub async fn refusals(&self, id: &ConfirmationId) -> Result<Vec<RefusedRecording>, RepoError> {
+        let mut out = Vec::new();
+        for k in self
+            .store
+            .list(&format!("confirmations/{id}/refused/"))
+            .await?
+        {
+            if let Some(r) = self.read::<RefusedRecording>(&k).await? {
+                out.push(r);
+            }
+        }
+        out.sort_by_key(|r| r.at);
+        Ok(out)
+    }
+}
+
+/// Why a recording was refused, kept beside the confirmation so its record says so.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RefusedRecording {
+    /// Why, in words for the record.
+    pub reason: String,
+    /// When the callback arrived.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
 }

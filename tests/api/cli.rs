@@ -411,29 +411,31 @@ fn consent_classify_marks_unreadable_lines_and_fails() {
 
 #[test]
 fn jobs_list_shows_a_parked_job_and_jobs_retry_queues_it_again() {
-    use callproof::ingest::{ParkedJob, RecordingJob};
+    use callproof::ingest::RecordingJob;
     use callproof::provider::RecordingEvent;
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let parked = ParkedJob {
-        job: RecordingJob {
-            confirmation_id: callproof::domain::ConfirmationId::generate(),
-            event: RecordingEvent {
-                call_sid: "CA0".into(),
-                recording_sid: "RE0".into(),
-                recording_url: "http://127.0.0.1:9/none".into(),
-                status: "completed".into(),
-                duration_secs: Some(3),
-                channels: Some(1),
-                start_time: None,
-                account_sid: None,
-            },
-            received_at: time::OffsetDateTime::now_utc(),
+    let job = RecordingJob {
+        confirmation_id: callproof::domain::ConfirmationId::generate(),
+        event: RecordingEvent {
+            call_sid: "CA0".into(),
+            recording_sid: "RE0".into(),
+            recording_url: "http://127.0.0.1:9/none".into(),
+            status: "completed".into(),
+            duration_secs: Some(3),
+            channels: Some(1),
+            start_time: None,
+            account_sid: None,
         },
-        failures: 10,
-        reason: "downloading the recording failed after 8 attempts: HTTP 500".into(),
-        parked_at: time::OffsetDateTime::now_utc(),
+        received_at: time::OffsetDateTime::now_utc(),
     };
+    // A job parked before jobs had kinds: no `kind` member.
+    let parked = serde_json::json!({
+        "job": job,
+        "failures": 10,
+        "reason": "downloading the recording failed after 8 attempts: HTTP 500",
+        "parked_at": "2026-11-30T10:00:00Z",
+    });
     std::fs::create_dir_all(store.join("jobs/parked")).unwrap();
     std::fs::write(
         store.join("jobs/parked/abc123.json"),
@@ -459,6 +461,7 @@ fn jobs_list_shows_a_parked_job_and_jobs_retry_queues_it_again() {
     let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(line["id"], "abc123");
     assert_eq!(line["state"], "parked");
+    assert_eq!(line["kind"], "recording");
     assert_eq!(line["failures"], 10);
     assert!(String::from_utf8_lossy(&out.stderr).contains("0 queued, 1 parked"));
 

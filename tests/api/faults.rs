@@ -68,11 +68,11 @@ async fn retrying(app: &TestApp, n: usize) -> Vec<Answered> {
     calls
 }
 
-/// `callproof_ingest_jobs_total{state="failed"}` from `/metrics`.
+/// `callproof_jobs_total{kind="recording",state="failed"}` from `/metrics`.
 async fn failed_jobs(app: &TestApp) -> u64 {
     let text = app.get_with("/metrics", None).await.text().await.unwrap();
     text.lines()
-        .find_map(|l| l.strip_prefix("callproof_ingest_jobs_total{state=\"failed\"} "))
+        .find_map(|l| l.strip_prefix("callproof_jobs_total{kind=\"recording\",state=\"failed\"} "))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
@@ -313,14 +313,14 @@ async fn a_job_that_keeps_failing_is_parked_with_its_reason_and_retried_on_reque
     assert_eq!(agent.status().as_u16(), 403);
     wait_until("the parked gauge", 10, async || {
         let text = app.get_with("/metrics", None).await.text().await.unwrap();
-        text.contains("callproof_ingest_jobs{state=\"parked\"} 1")
+        text.contains("callproof_jobs{kind=\"recording\",state=\"parked\"} 1")
     })
     .await;
 
     // The operator fixes the cause and retries: the record gets its recording as v2.
     c.media.fail_next(0, 500);
     let id = jobs["jobs"][0]["id"].as_str().unwrap().to_owned();
-    let queued = callproof::ingest::retry_parked(app.store.as_ref(), &[])
+    let queued = callproof::jobs::retry_parked(app.store.as_ref(), &[])
         .await
         .unwrap();
     assert_eq!(queued, vec![id]);

@@ -111,7 +111,7 @@ pub async fn spawn_in(data_dir: &Path, opts: Options) -> TestApp {
         .expect("server builds");
     let base = app.public_base().to_owned();
     let local = format!("http://{}", app.address());
-    let store = app.state().ingest.records().store().clone();
+    let store = app.state().store.clone();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until(async move {
         let _ = rx.await;

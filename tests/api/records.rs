@@ -632,8 +632,8 @@ async fn metrics_count_webhooks_outcomes_ingest_and_store_latency() {
         "callproof_webhooks_total{route=\"/voice/recording\",status=\"204\"} 1",
         "callproof_webhooks_total{route=\"/voice/status\",status=\"403\"} 1",
         "callproof_outcomes_total{outcome=\"confirmed\"} 1",
-        "callproof_ingest_jobs_total{state=\"accepted\"} 1",
-        "callproof_ingest_jobs_total{state=\"stored\"} 1",
+        "callproof_jobs_total{kind=\"recording\",state=\"accepted\"} 1",
+        "callproof_jobs_total{kind=\"recording\",state=\"stored\"} 1",
     ] {
         assert!(text.contains(line), "missing {line} in\n{text}");
     }
