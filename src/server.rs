@@ -159,8 +159,13 @@ impl Application {
             settings,
             metrics.clone(),
         );
+        // The plain keys are hashed into the key ring and not kept anywhere else.
+        let mut credentials = credentials;
+        let mut config = config;
+        let keys = KeyRing::new(std::mem::take(&mut credentials.api_keys));
+        config.secrets.api_keys = None;
         let shared = Shared {
-            keys: KeyRing::new(&credentials.api_keys),
+            keys,
             signer: TokenSigner::new(&credentials.token_secret),
             classifier: Classifier::new(config.speech_min_confidence),
             ingest,

@@ -444,6 +444,7 @@ mod tests {
                 phone: "+15551230001".parse().unwrap(),
             },
             agent_id: "agent-7".into(),
+            created_by_key: None,
             locale: Locale::EnUs,
             callback_url: None,
             created_at: now,

@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::auth::{Credentials, KeyRing, Role};
+use crate::auth::{Caller, Credentials, KeyRing, Role};
 use crate::config::Config;
 use crate::confirmations::Confirmations;
 use crate::flow::consent::Classifier;
@@ -39,9 +39,9 @@ pub struct AppState(pub Arc<Shared>);
 pub struct Shared {
     /// Settings.
     pub config: Config,
-    /// Resolved secrets.
+    /// Resolved secrets; the plain API keys are not among them (see `keys`).
     pub credentials: Credentials,
-    /// API keys, hashed.
+    /// API keys, hashed, with their roles and names.
     pub keys: KeyRing,
     /// Requests and call facts.
     pub confirmations: Confirmations,
@@ -69,8 +69,9 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// Checks the Bearer key and that its role may do what `needed` allows.
-    pub fn authorize(&self, headers: &HeaderMap, needed: Role) -> Result<Role, ApiError> {
+    /// Checks the Bearer key and that its role may do what `needed` allows;
+    /// answers who is calling.
+    pub fn authorize(&self, headers: &HeaderMap, needed: Role) -> Result<Caller, ApiError> {
         let key = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -78,9 +79,9 @@ impl AppState {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, key)| key.trim())
             .ok_or(ApiError::Unauthorized)?;
-        let role = self.keys.role_of(key).ok_or(ApiError::Unauthorized)?;
-        if role.may(needed) {
-            Ok(role)
+        let caller = self.keys.role_of(key).ok_or(ApiError::Unauthorized)?;
+        if caller.role.may(needed) {
+            Ok(caller)
         } else {
             Err(ApiError::Forbidden)
         }

@@ -187,7 +187,7 @@ pub async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let role = s.authorize(&headers, Role::Compliance)?;
+    let caller = s.authorize(&headers, Role::Compliance)?;
     let filter = Filter::parse(q)?;
     let records = s.ingest.records();
     let mut found = Vec::new();
@@ -221,7 +221,7 @@ pub async fn list(
                 .map(|r| format!("{}_{}", -sort_key(r).0, r.record_id))
         })
         .flatten();
-    tracing::info!(role = %role, results = page.len(), "records searched");
+    tracing::info!(role = %caller.role, key = %caller.key_name, results = page.len(), "records searched");
     Ok(Json(json!({
         "records": page.iter().map(|r| summary(r)).collect::<Vec<_>>(),
         "next_cursor": next_cursor,
@@ -311,7 +311,7 @@ pub async fn audio(
     Path(id): Path<String>,
     Query(q): Query<RecordQuery>,
 ) -> Result<Response, ApiError> {
-    let role = s.authorize(&headers, Role::Compliance)?;
+    let caller = s.authorize(&headers, Role::Compliance)?;
     let record = load(&s, &id, q.version).await?;
     let want = if q.original.unwrap_or(false) {
         AudioRole::Original
@@ -357,7 +357,7 @@ pub async fn audio(
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
         .ok_or(ApiError::NotFound)?;
-    tracing::info!(role = %role, record = %record.record_id, role_of_audio = ?want, start, end, "record audio served");
+    tracing::info!(role = %caller.role, key = %caller.key_name, record = %record.record_id, role_of_audio = ?want, start, end, "record audio served");
     let mut response = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, content_type)
