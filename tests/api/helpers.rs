@@ -15,6 +15,9 @@ use tokio::sync::oneshot;
 
 pub const AGENT_KEY: &str = "agent-key-for-tests-0001";
 pub const COMPLIANCE_KEY: &str = "compliance-key-for-tests-0001";
+/// An admin key, configured with the name [`ADMIN_KEY_NAME`].
+pub const ADMIN_KEY: &str = "admin-key-for-tests-0001";
+pub const ADMIN_KEY_NAME: &str = "ops-desk";
 pub const AUTH_TOKEN: &str = "0123456789abcdef0123456789abcdef";
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub const TOKEN_SECRET: &str = "token-secret-for-tests-0123456789abcdef";
@@ -63,7 +66,9 @@ pub async fn test_env(data_dir: &Path, opts: Options) -> Vec<(String, String)> {
         ("CALLPROOF_TWILIO_AUTH_TOKEN".into(), AUTH_TOKEN.into()),
         (
             "CALLPROOF_API_KEYS".into(),
-            format!("agent:{AGENT_KEY},compliance:{COMPLIANCE_KEY}"),
+            format!(
+                "agent:{AGENT_KEY},compliance:{COMPLIANCE_KEY},admin:{ADMIN_KEY_NAME}:{ADMIN_KEY}"
+            ),
         ),
         ("CALLPROOF_TOKEN_SECRET".into(), TOKEN_SECRET.into()),
         ("CALLPROOF_MAX_BODY_BYTES".into(), "16384".into()),
@@ -96,7 +101,7 @@ pub async fn test_env(data_dir: &Path, opts: Options) -> Vec<(String, String)> {
     env
 }
 
-fn test_config(data_dir: &Path, env: &[(String, String)]) -> Config {
+pub fn test_config(data_dir: &Path, env: &[(String, String)]) -> Config {
     // An empty file, so a developer's ./callproof.toml never leaks into tests.
     let file = data_dir.join("test-callproof.toml");
     std::fs::write(&file, "").expect("config file");
@@ -357,11 +362,7 @@ impl TestApp {
     ) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(secs);
         loop {
-            let resp = self
-                .get_with(&format!("/v1/records/{id}"), Some(COMPLIANCE_KEY))
-                .await;
-            if resp.status().as_u16() == 200 {
-                let v: Value = resp.json().await.expect("json");
+            if let Some(v) = self.record(id, None).await {
                 if pred(&v) {
                     return v;
                 }
