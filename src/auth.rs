@@ -48,93 +48,146 @@ impl fmt::Display for Role {
     }
 }
 
-/// A configured API key with its role.
+/// A configured API key with its role and name.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey {
     /// What the key may do.
     pub role: Role,
+    /// Who holds the key, as it appears in confirmations and logs: the name
+    /// given in `role:name:key`, or `key-` and the first 12 hex digits of the
+    /// key's SHA-256 for `role:key`.
+    pub name: String,
     /// The secret itself.
     pub key: String,
 }
 
 impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ApiKey({}:<hidden>)", self.role)
+        write!(f, "ApiKey({}:{}:<hidden>)", self.role, self.name)
     }
 }
 
+/// Longest key name, in characters.
+const MAX_NAME_CHARS: usize = 64;
+
+/// The name of a key given without one: `key-` and the first 12 hex digits of
+/// its SHA-256, so it names the key without revealing it.
+pub fn derived_key_name(key: &str) -> String {
+    let digest = hex::encode(Sha256::digest(key.as_bytes()));
+    format!("key-{}", &digest[..12])
+}
+
+fn valid_key_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_CHARS
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
 impl ApiKey {
-    /// Parses `role:key,role:key`. Keys need at least 16 characters.
+    /// Parses a comma-separated list of `role:key` or `role:name:key`. Keys
+    /// need at least 16 characters and cannot contain `:`; names are 1 to 64
+    /// of `A-Z a-z 0-9 - _ .` and distinct.
     pub fn parse_list(text: &str) -> Result<Vec<ApiKey>, String> {
-        let mut out = Vec::new();
+        let mut out: Vec<ApiKey> = Vec::new();
         for (i, item) in text
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .enumerate()
         {
-            let (role, key) = item.split_once(':').ok_or_else(|| {
-                format!(
-                    "item {} is not role:key (roles: agent, compliance, admin)",
-                    i + 1
-                )
-            })?;
+            let n = i + 1;
+            let parts: Vec<&str> = item.split(':').map(str::trim).collect();
+            let (role, name, key) = match parts.as_slice() {
+                [role, key] => (*role, None, *key),
+                [role, name, key] => (*role, Some(*name), *key),
+                _ => {
+                    return Err(format!(
+                        "item {n} is not role:key or role:name:key (roles: agent, compliance, admin; keys cannot contain :)"
+                    ))
+                }
+            };
             let role = Role::ALL
                 .into_iter()
-                .find(|r| r.as_str() == role.trim())
+                .find(|r| r.as_str() == role)
                 .ok_or_else(|| {
-                    format!(
-                        "item {} has an unknown role: use agent, compliance or admin",
-                        i + 1
-                    )
+                    format!("item {n} has an unknown role: use agent, compliance or admin")
                 })?;
-            let key = key.trim();
             if key.len() < 16 || key.contains(char::is_whitespace) {
                 return Err(format!(
-                    "item {} ({role}) has a key shorter than 16 characters or with spaces",
-                    i + 1
+                    "item {n} ({role}) has a key shorter than 16 characters or with spaces"
+                ));
+            }
+            let name = match name {
+                Some(name) if valid_key_name(name) => name.to_owned(),
+                Some(_) => {
+                    return Err(format!(
+                        "item {n} ({role}) has a bad name: use 1 to {MAX_NAME_CHARS} of A-Z a-z 0-9 - _ ."
+                    ))
+                }
+                None => derived_key_name(key),
+            };
+            if out.iter().any(|k| k.name == name) {
+                return Err(format!(
+                    "item {n} ({role}) repeats the key name {name}: give every key its own name"
                 ));
             }
             out.push(ApiKey {
                 role,
+                name,
                 key: key.to_owned(),
             });
         }
         if out.is_empty() {
-            return Err("no keys given: use role:key pairs separated by commas".into());
+            return Err(
+                "no keys given: use role:key or role:name:key items separated by commas".into(),
+            );
         }
         Ok(out)
     }
 }
 
-/// The configured keys, held as digests.
+/// Who presented a key: its role and its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// What the key may do.
+    pub role: Role,
+    /// The key's name.
+    pub key_name: String,
+}
+
+/// The configured keys, held as digests with their roles and names.
 #[derive(Clone)]
 pub struct KeyRing {
-    entries: Vec<([u8; 32], Role)>,
+    entries: Vec<([u8; 32], Role, String)>,
 }
 
 impl KeyRing {
-    /// Hashes the keys; the plain keys are not kept.
-    pub fn new(keys: &[ApiKey]) -> Self {
+    /// Hashes the keys and drops the plain ones.
+    pub fn new(keys: Vec<ApiKey>) -> Self {
         KeyRing {
             entries: keys
-                .iter()
-                .map(|k| (Sha256::digest(k.key.as_bytes()).into(), k.role))
+                .into_iter()
+                .map(|k| (Sha256::digest(k.key.as_bytes()).into(), k.role, k.name))
                 .collect(),
         }
     }
 
-    /// The role of a presented key, or `None`. Every entry is compared, in
-    /// constant time, whatever matches.
-    pub fn role_of(&self, presented: &str) -> Option<Role> {
+    /// The role and name of a presented key, or `None`. Every entry is
+    /// compared, in constant time, whatever matches.
+    pub fn role_of(&self, presented: &str) -> Option<Caller> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
-        for (d, role) in &self.entries {
+        for (d, role, name) in &self.entries {
             if bool::from(d.ct_eq(&digest)) {
-                found = Some(*role);
+                found = Some((*role, name));
             }
         }
-        found
+        found.map(|(role, name)| Caller {
+            role,
+            key_name: name.clone(),
+        })
     }
 }
 
@@ -241,8 +294,17 @@ pub fn resolve(config: &Config) -> anyhow::Result<(Credentials, DevFile)> {
                 missing.join(", ")
             );
         }
-        if config.public_url.is_none() {
-            anyhow::bail!("production needs CALLPROOF_PUBLIC_URL: the https URL your telephony provider calls, because webhook signatures are checked against it");
+        match &config.public_url {
+            None => anyhow::bail!("production needs CALLPROOF_PUBLIC_URL: the https URL your telephony provider calls, because webhook signatures are checked against it"),
+            Some(url) if !url.starts_with("https://") => anyhow::bail!(
+                "production refuses the http public URL {url}: set CALLPROOF_PUBLIC_URL to the https:// URL your telephony provider calls (TLS may end at a proxy in front of callproof)"
+            ),
+            Some(_) => {}
+        }
+        if let (Some(secret), Some(token)) = (&s.token_secret, &s.twilio_auth_token) {
+            if bool::from(secret.as_bytes().ct_eq(token.as_bytes())) {
+                anyhow::bail!("production refuses a CALLPROOF_TOKEN_SECRET equal to CALLPROOF_TWILIO_AUTH_TOKEN: generate a secret of its own (e.g. openssl rand -hex 32)");
+            }
         }
     }
     let (dev, file) = if all_set {
@@ -387,13 +449,49 @@ mod tests {
     }
 
     #[test]
-    fn the_key_ring_finds_roles_and_refuses_strangers() {
+    fn the_key_ring_finds_roles_and_names_and_refuses_strangers() {
         let ring = KeyRing::new(
-            &ApiKey::parse_list("agent:aaaaaaaaaaaaaaaa,admin:cccccccccccccccc").unwrap(),
+            ApiKey::parse_list("agent:aaaaaaaaaaaaaaaa,admin:ops-1:cccccccccccccccc").unwrap(),
         );
-        assert_eq!(ring.role_of("aaaaaaaaaaaaaaaa"), Some(Role::Agent));
-        assert_eq!(ring.role_of("cccccccccccccccc"), Some(Role::Admin));
+        let agent = ring.role_of("aaaaaaaaaaaaaaaa").unwrap();
+        assert_eq!(agent.role, Role::Agent);
+        assert_eq!(agent.key_name, derived_key_name("aaaaaaaaaaaaaaaa"));
+        assert_eq!(
+            ring.role_of("cccccccccccccccc"),
+            Some(Caller {
+                role: Role::Admin,
+                key_name: "ops-1".into()
+            })
+        );
         assert_eq!(ring.role_of("aaaaaaaaaaaaaaab"), None);
+    }
+
+    #[test]
+    fn three_parts_name_a_key_and_two_parts_derive_its_name_from_its_digest() {
+        let keys =
+            ApiKey::parse_list("agent:front-desk:aaaaaaaaaaaaaaaa,compliance:bbbbbbbbbbbbbbbb")
+                .unwrap();
+        assert_eq!(keys[0].name, "front-desk");
+        assert_eq!(keys[0].key, "aaaaaaaaaaaaaaaa");
+        // sha256sum of "bbbbbbbbbbbbbbbb" begins 2e61afd25d3c.
+        assert_eq!(keys[1].name, "key-2e61afd25d3c");
+        assert!(!keys[1].name.contains("bbbb"), "the name hides the key");
+    }
+
+    #[test]
+    fn key_names_and_colons_are_checked() {
+        for (list, needle) in [
+            ("agent:a:b:cccccccccccccccc", "cannot contain :"),
+            ("agent:bad name:cccccccccccccccc", "bad name"),
+            ("agent::cccccccccccccccc", "bad name"),
+            (
+                "agent:desk:cccccccccccccccc,admin:desk:dddddddddddddddd",
+                "repeats the key name desk",
+            ),
+        ] {
+            let err = ApiKey::parse_list(list).unwrap_err();
+            assert!(err.contains(needle), "{list}: {err}");
+        }
     }
 
     #[test]
@@ -421,7 +519,7 @@ mod tests {
     }
 
     #[test]
-    fn production_refuses_development_credentials_and_a_missing_public_url() {
+    fn production_refuses_development_credentials_a_missing_or_http_url_and_a_shared_secret() {
         let dir = tempfile::tempdir().unwrap();
         let base = vec![
             (
@@ -459,8 +557,27 @@ mod tests {
         assert!(err.contains("CALLPROOF_PUBLIC_URL"), "{err}");
         full.push((
             "CALLPROOF_PUBLIC_URL".to_string(),
+            "http://cp.example.com".to_string(),
+        ));
+        let err = resolve(&Config::load(None, &full, &[]).unwrap())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("https://"), "{err}");
+        full.push((
+            "CALLPROOF_PUBLIC_URL".to_string(),
             "https://cp.example.com".to_string(),
         ));
+        let mut same = full.clone();
+        same.push(("CALLPROOF_TOKEN_SECRET".to_string(), "t".repeat(32)));
+        let err = resolve(&Config::load(None, &same, &[]).unwrap())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("CALLPROOF_TOKEN_SECRET equal to CALLPROOF_TWILIO_AUTH_TOKEN"),
+            "{err}"
+        );
         let (creds, file) = resolve(&Config::load(None, &full, &[]).unwrap()).unwrap();
         assert_eq!(file, DevFile::NotUsed);
         assert!(creds.from_dev_file.is_empty());

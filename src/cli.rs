@@ -1,7 +1,7 @@
 //! The command line: `serve`, `simulate` and `consent classify`, their flags,
 //! and the glue from flags to the library. `main.rs` only calls [`main`].
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -136,13 +136,17 @@ enum RecordsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Print one record as JSON.
+    /// Print one record exactly as stored (the bytes its SHA-256 is taken
+    /// over); the version list goes to stderr.
     Show {
         /// Record id (the confirmation id).
         id: String,
         /// A specific version [default: the newest].
         #[arg(long)]
         version: Option<u32>,
+        /// Print the list of versions as JSON instead of the record.
+        #[arg(long, conflicts_with = "version")]
+        versions: bool,
     },
     /// Download a record's audio and check its SHA-256 against the record.
     Fetch {
@@ -671,9 +675,48 @@ async fn records_cmd(args: RecordsArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        RecordsCommand::Show { id, version } => {
-            let record = get_record(&client, base, &key, id, *version).await?;
-            println!("{}", serde_json::to_string_pretty(&record)?);
+        RecordsCommand::Show {
+            id,
+            version,
+            versions,
+        } => {
+            let list: serde_json::Value =
+                api_get(&client, &format!("{base}/v1/records/{id}/versions"), &key)
+                    .await?
+                    .json()
+                    .await?;
+            if *versions {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let v = version.map(|v| format!("?version={v}")).unwrap_or_default();
+            let resp = api_get(&client, &format!("{base}/v1/records/{id}{v}"), &key).await?;
+            let digest = resp
+                .headers()
+                .get("x-content-sha256")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let bytes = resp.bytes().await?;
+            let shown: serde_json::Value = serde_json::from_slice(&bytes)
+                .context("the server answered a record that is not JSON")?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)?;
+            if out.is_terminal() {
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+            let all: Vec<String> = list["versions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| e["version"].to_string())
+                .collect();
+            eprintln!(
+                "record {id} version {} of versions {}; sha256 {digest} (--versions for details)",
+                shown["version"],
+                all.join(", ")
+            );
         }
         RecordsCommand::Fetch {
             id,

@@ -44,6 +44,10 @@ pub struct ConfirmationRequest {
     pub customer: Customer,
     /// The agent who asked.
     pub agent_id: String,
+    /// Name of the API key that created the request; `None` on requests
+    /// stored before keys had names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by_key: Option<String>,
     /// Language of the call.
     pub locale: Locale,
     /// Where the outcome is POSTed, if anywhere.

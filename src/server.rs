@@ -7,7 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::auth::{self, DevFile, KeyRing};
 use crate::callbacks::{CallbackSecret, CallbackSettings, Callbacks};
@@ -169,8 +173,13 @@ impl Application {
             queue.clone(),
             settings.sweep,
         );
+        // The plain keys are hashed into the key ring and not kept anywhere else.
+        let mut credentials = credentials;
+        let mut config = config;
+        let keys = KeyRing::new(std::mem::take(&mut credentials.api_keys));
+        config.secrets.api_keys = None;
         let shared = Shared {
-            keys: KeyRing::new(&credentials.api_keys),
+            keys,
             signer: TokenSigner::new(&credentials.token_secret),
             classifier: Classifier::new(config.speech_min_confidence),
             ingest,
@@ -187,6 +196,7 @@ impl Application {
             public_base,
             credentials,
             config,
+            last_probe_failure: std::sync::Mutex::new(None),
         };
         Ok(Application {
             listener,
@@ -218,6 +228,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then finishes requests in flight.
+    /// A client that has not sent a request's headers within
+    /// `header_read_timeout_secs` is disconnected.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -230,10 +242,71 @@ impl Application {
         ]);
         s.sweeper.start();
         let app = router(self.state.clone());
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        let header_timeout = Duration::from_secs(self.state.config.header_read_timeout_secs);
+        // Every connection holds a receiver of `closing` and a sender of
+        // `done`: dropping `closing_rx` tells them to finish, and `done_tx`
+        // closes once the last of them has.
+        let (closing_tx, closing_rx) = watch::channel(());
+        let (done_tx, done_rx) = watch::channel(());
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        accept_error(e).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break,
+            };
+            let service = TowerToHyperService::new(app.clone());
+            let mut closing = closing_rx.clone();
+            let done = done_rx.clone();
+            tokio::spawn(async move {
+                let mut builder = http1::Builder::new();
+                builder
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout);
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    result = conn.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                        }
+                    }
+                    _ = closing.changed() => {
+                        conn.as_mut().graceful_shutdown();
+                        if let Err(e) = conn.as_mut().await {
+                            tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                        }
+                    }
+                }
+                drop(done);
+            });
+        }
+        drop(self.listener);
+        drop(closing_rx);
+        drop(closing_tx);
+        drop(done_rx);
+        done_tx.closed().await;
+        Ok(())
     }
+}
+
+/// Waits after a failed accept: a connection the client already reset is
+/// skipped at once; anything else (out of file descriptors) gets a second's rest.
+async fn accept_error(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "cannot accept a connection; trying again in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// Completes on SIGTERM or Ctrl-C. The handlers are installed when this is

@@ -1,10 +1,11 @@
 //! One item of a requested change (field, before, after) and the masking of
-//! sensitive values: a card or account number is never stored or spoken whole.
+//! sensitive values, by flag and by field name: no card number or secret is stored whole.
 
 use serde::{Deserialize, Serialize};
 
 /// One field that changes. Sensitive values are masked on the way in, so the
-/// raw value is never stored, logged or spoken.
+/// raw value is never stored, logged or spoken: values the client marked
+/// `sensitive`, and values of fields whose name says they are ([`Masking::of_field`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeItem {
     /// Machine name of the field, e.g. `card_number`.
@@ -15,7 +16,8 @@ pub struct ChangeItem {
     pub before: Option<String>,
     /// The value after the change; `None` when the field is being removed.
     pub after: Option<String>,
-    /// True when `before` and `after` hold masked values.
+    /// True when `before` and `after` hold masked values (the last four
+    /// characters, or [`SECRET_VALUE`] for a secret).
     pub sensitive: bool,
 }
 
@@ -32,8 +34,9 @@ pub struct FieldError {
 const MAX_VALUE_CHARS: usize = 200;
 
 impl ChangeItem {
-    /// Builds an item from API input, masking sensitive values. `index` names
-    /// the item in error paths.
+    /// Builds an item from API input, masking sensitive values: by the field's
+    /// name first, and to the last four characters when only `sensitive` says
+    /// so. `index` names the item in error paths.
     pub fn new(
         index: usize,
         field: &str,
@@ -80,13 +83,15 @@ impl ChangeItem {
             Some(l) if !l.trim().is_empty() => l.trim().to_owned(),
             _ => field.replace('_', " "),
         };
+        let masking = match (Masking::of_field(field), sensitive) {
+            (Masking::None, true) => Masking::LastFour,
+            (rule, _) => rule,
+        };
         let keep = |v: Option<&str>| {
-            v.map(|v| {
-                if sensitive {
-                    mask_value(v)
-                } else {
-                    v.trim().to_owned()
-                }
+            v.map(|v| match masking {
+                Masking::None => v.trim().to_owned(),
+                Masking::LastFour => mask_value(v),
+                Masking::Secret => SECRET_VALUE.to_owned(),
             })
         };
         Ok(ChangeItem {
@@ -94,8 +99,74 @@ impl ChangeItem {
             label,
             before: keep(before),
             after: keep(after),
-            sensitive,
+            sensitive: masking != Masking::None,
         })
+    }
+}
+
+/// What a secret's value is stored as: no character of it is kept.
+pub const SECRET_VALUE: &str = "changed";
+
+/// How the values of a change item are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Masking {
+    /// As given.
+    None,
+    /// Every letter and digit but the last four becomes `*` ([`mask_value`]).
+    LastFour,
+    /// Nothing of the value is kept: it is stored as [`SECRET_VALUE`].
+    Secret,
+}
+
+/// Words of a field name that make it a secret: no character is kept.
+const SECRET_WORDS: &[&str] = &[
+    "pin",
+    "password",
+    "passwd",
+    "passcode",
+    "passphrase",
+    "cvv",
+    "cvv2",
+    "cvc",
+    "csc",
+];
+/// Words of a field name that make it a number kept to its last four.
+const LAST_FOUR_WORDS: &[&str] = &["card", "pan", "iban", "ssn", "routing", "aba"];
+/// Pairs of adjacent words that do the same.
+const LAST_FOUR_PAIRS: &[(&str, &str)] = &[
+    ("account", "number"),
+    ("account", "no"),
+    ("account", "num"),
+    ("acct", "number"),
+    ("acct", "no"),
+    ("acct", "num"),
+    ("bank", "account"),
+    ("sort", "code"),
+    ("social", "security"),
+    ("tax", "id"),
+];
+
+impl Masking {
+    /// The masking a field name asks for, whatever the client said: the name
+    /// is split into words at `_` (`new_card_number` is new, card, number).
+    /// A secret is any name with a word of [`SECRET_WORDS`], or with `answer`
+    /// and `security` or `secret`; last four is any other name with a word of
+    /// [`LAST_FOUR_WORDS`] or two adjacent words of [`LAST_FOUR_PAIRS`].
+    pub fn of_field(field: &str) -> Masking {
+        let words: Vec<&str> = field.split('_').filter(|w| !w.is_empty()).collect();
+        let has = |w: &str| words.contains(&w);
+        if words.iter().any(|w| SECRET_WORDS.contains(w))
+            || (has("answer") && (has("security") || has("secret")))
+        {
+            return Masking::Secret;
+        }
+        let pair = words
+            .windows(2)
+            .any(|p| LAST_FOUR_PAIRS.contains(&(p[0], p[1])));
+        if pair || words.iter().any(|w| LAST_FOUR_WORDS.contains(w)) {
+            return Masking::LastFour;
+        }
+        Masking::None
     }
 }
 
@@ -157,5 +228,88 @@ mod tests {
         let errs = ChangeItem::new(2, "Card Number", Some("x"), None, None, false).unwrap_err();
         let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["change[2].field", "change[2].after"]);
+    }
+
+    fn kept(field: &str, sensitive: bool) -> ChangeItem {
+        ChangeItem::new(
+            0,
+            field,
+            None,
+            Some("4111-1111-1111-1111"),
+            Some("5500005555555559"),
+            sensitive,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn numbers_named_by_their_field_keep_their_last_four_without_the_flag() {
+        for field in [
+            "card",
+            "card_number",
+            "new_card_number",
+            "credit_card",
+            "pan",
+            "account_number",
+            "bank_account",
+            "acct_no",
+            "iban",
+            "routing_number",
+            "aba",
+            "sort_code",
+            "ssn",
+            "social_security_number",
+            "tax_id",
+        ] {
+            let item = kept(field, false);
+            assert_eq!(item.before.as_deref(), Some("************1111"), "{field}");
+            assert_eq!(item.after.as_deref(), Some("************5559"), "{field}");
+            assert!(item.sensitive, "{field}");
+        }
+    }
+
+    #[test]
+    fn secrets_keep_no_character_at_all() {
+        for field in [
+            "pin",
+            "new_pin",
+            "password",
+            "account_password",
+            "passcode",
+            "cvv",
+            "security_answer",
+            "security_question_answer",
+            "secret_answer",
+        ] {
+            for sensitive in [false, true] {
+                let item = kept(field, sensitive);
+                assert_eq!(item.before.as_deref(), Some(SECRET_VALUE), "{field}");
+                assert_eq!(item.after.as_deref(), Some(SECRET_VALUE), "{field}");
+                assert!(item.sensitive, "{field}");
+            }
+        }
+        let set = ChangeItem::new(0, "pin", None, None, Some("1234"), false).unwrap();
+        assert_eq!((set.before, set.after.as_deref()), (None, Some("changed")));
+    }
+
+    #[test]
+    fn other_fields_are_kept_unless_flagged() {
+        for field in [
+            "email_address",
+            "plan",
+            "account_owner",
+            "spin_class",
+            "shipping_address",
+            "security_question",
+            "answer",
+        ] {
+            let item = kept(field, false);
+            assert_eq!(item.after.as_deref(), Some("5500005555555559"), "{field}");
+            assert!(!item.sensitive, "{field}");
+        }
+        assert_eq!(
+            kept("email_address", true).after.as_deref(),
+            Some("************5559")
+        );
     }
 }

@@ -8,7 +8,7 @@ mod kind;
 mod locale;
 mod phone;
 
-pub use change::{mask_value, ChangeItem, FieldError};
+pub use change::{mask_value, ChangeItem, FieldError, Masking, SECRET_VALUE};
 pub use confirmation_number::ConfirmationNumber;
 pub use ids::ConfirmationId;
 pub use kind::ChangeKind;

@@ -168,7 +168,7 @@ impl Flow<'_> {
         if item.sensitive {
             let last: Vec<char> = value.chars().collect();
             let last4: String = last[last.len().saturating_sub(4)..].iter().collect();
-            if last4.chars().all(|c| c == '*') {
+            if value == crate::domain::SECRET_VALUE || last4.chars().all(|c| c == '*') {
                 return render(&self.prompts.phrases.masked_value, &[("last4", "")])
                     .trim()
                     .to_owned();
@@ -444,6 +444,7 @@ mod tests {
                 phone: "+15551230001".parse().unwrap(),
             },
             agent_id: "agent-7".into(),
+            created_by_key: None,
             locale: Locale::EnUs,
             callback_url: None,
             created_at: now,

@@ -262,7 +262,7 @@ pub async fn create_confirmation(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    s.authorize(&headers, Role::Agent)?;
+    let caller = s.authorize(&headers, Role::Agent)?;
     let new = parse_new(&body)?;
     if let Some(url) = &new.callback_url {
         if let Err(why) = s.callbacks.check_url(url).await {
@@ -281,6 +281,7 @@ pub async fn create_confirmation(
         change: new.change,
         customer: new.customer,
         agent_id: new.agent_id,
+        created_by_key: Some(caller.key_name),
         locale: new.locale,
         callback_url: new.callback_url,
         created_at: now,
@@ -290,7 +291,7 @@ pub async fn create_confirmation(
     // can leave a stored request whose outcome is never sent.
     s.callbacks.enqueue(&request).await?;
     s.confirmations.create_request(&request).await?;
-    tracing::info!(confirmation = %request.id, kind = %request.kind, agent = %request.agent_id, "confirmation requested");
+    tracing::info!(confirmation = %request.id, kind = %request.kind, agent = %request.agent_id, key = request.created_by_key.as_deref().unwrap_or_default(), "confirmation requested");
     let transfer_url = s.links(now).start_url(&request.id, request.expires_at);
     let body = json!({
         "id": request.id,
@@ -319,6 +320,7 @@ pub fn view_json(v: &ConfirmationView, now: OffsetDateTime) -> Value {
         "kind": r.kind,
         "locale": r.locale,
         "agent_id": r.agent_id,
+        "created_by_key": r.created_by_key,
         "customer": {"name": r.customer.name, "phone": r.customer.phone},
         "change": r.change,
         "callback_url": r.callback_url,

@@ -1,5 +1,5 @@
 //! The HTTP surface: the router, the shared state and the handlers for the
-//! agent API (`/v1/confirmations`), the provider webhooks (`/voice/*`) and health.
+//! agent API (`/v1/confirmations`), the provider webhooks (`/voice/*`), health and status.
 
 mod api;
 mod error;
@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::auth::{Credentials, KeyRing, Role};
+use crate::auth::{Caller, Credentials, KeyRing, Role};
 use crate::callbacks::Callbacks;
 use crate::config::Config;
 use crate::confirmations::Confirmations;
@@ -44,9 +44,9 @@ pub struct AppState(pub Arc<Shared>);
 pub struct Shared {
     /// Settings.
     pub config: Config,
-    /// Resolved secrets.
+    /// Resolved secrets; the plain API keys are not among them (see `keys`).
     pub credentials: Credentials,
-    /// API keys, hashed.
+    /// API keys, hashed, with their roles and names.
     pub keys: KeyRing,
     /// Requests and call facts.
     pub confirmations: Confirmations,
@@ -76,6 +76,18 @@ pub struct Shared {
     pub queue: Queue,
     /// Finishes what crashes and silent callers leave half done.
     pub sweeper: Sweeper,
+    /// The last store probe that failed, for `GET /v1/status`.
+    pub last_probe_failure: std::sync::Mutex<Option<ProbeFailure>>,
+}
+
+/// A store probe that failed: when, and what the store said.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProbeFailure {
+    /// When the probe ran.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: time::OffsetDateTime,
+    /// The error, as the store reported it.
+    pub error: String,
 }
 
 impl std::ops::Deref for AppState {
@@ -86,8 +98,9 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// Checks the Bearer key and that its role may do what `needed` allows.
-    pub fn authorize(&self, headers: &HeaderMap, needed: Role) -> Result<Role, ApiError> {
+    /// Checks the Bearer key and that its role may do what `needed` allows;
+    /// answers who is calling.
+    pub fn authorize(&self, headers: &HeaderMap, needed: Role) -> Result<Caller, ApiError> {
         let key = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -95,9 +108,9 @@ impl AppState {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, key)| key.trim())
             .ok_or(ApiError::Unauthorized)?;
-        let role = self.keys.role_of(key).ok_or(ApiError::Unauthorized)?;
-        if role.may(needed) {
-            Ok(role)
+        let caller = self.keys.role_of(key).ok_or(ApiError::Unauthorized)?;
+        if caller.role.may(needed) {
+            Ok(caller)
         } else {
             Err(ApiError::Forbidden)
         }
@@ -122,11 +135,13 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/v1/status", get(status))
         .route("/v1/confirmations", post(api::create_confirmation))
         .route("/v1/confirmations/{id}", get(api::get_confirmation))
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/records", get(records::list))
         .route("/v1/records/{id}", get(records::show))
+        .route("/v1/records/{id}/versions", get(records::versions))
         .route("/v1/records/{id}/audio", get(records::audio))
         .layer(DefaultBodyLimit::max(limit))
         .layer(TimeoutLayer::with_status_code(
@@ -169,27 +184,56 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Ready when the store answers now; the body carries the start-up store check.
-async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+/// Asks the store for a listing now; on failure notes it for `GET /v1/status`.
+async fn probe_store(s: &AppState) -> Result<(), ProbeFailure> {
     let probe = tokio::time::timeout(Duration::from_secs(3), s.store.list("probe/ready/")).await;
-    let (status, word, error) = match probe {
-        Ok(Ok(_)) => (StatusCode::OK, "ready", None),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store unavailable",
-            Some(e.to_string()),
-        ),
+    let error = match probe {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "no answer within 3 s".to_owned(),
+    };
+    let failure = ProbeFailure {
+        at: time::OffsetDateTime::now_utc(),
+        error,
+    };
+    tracing::warn!(error = %failure.error, "store probe failed: not ready");
+    if let Ok(mut last) = s.last_probe_failure.lock() {
+        *last = Some(failure.clone());
+    }
+    Err(failure)
+}
+
+/// Ready when the store answers now. Unauthenticated, so it says only
+/// `ready` or `not ready`: the cause goes to the log and to `GET /v1/status`.
+async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    match probe_store(&s).await {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "store unavailable",
-            Some("no answer within 3 s".to_owned()),
+            Json(serde_json::json!({"status": "not ready"})),
         ),
-    };
-    let body = serde_json::json!({
-        "status": word,
-        "error": error,
+    }
+}
+
+/// `GET /v1/status` (admin): readiness with its cause, the start-up store
+/// check, and the last store probe that failed.
+async fn status(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let caller = s.authorize(&headers, Role::Admin)?;
+    let now = probe_store(&s).await;
+    let last = s
+        .last_probe_failure
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
+    tracing::info!(key = %caller.key_name, "status read");
+    Ok(Json(serde_json::json!({
+        "status": if now.is_ok() { "ready" } else { "not ready" },
+        "error": now.err().map(|f| f.error),
         "store": s.store_report,
         "write_once": s.store_report.write_once(),
-    });
-    (status, Json(body))
+        "last_probe_failure": last,
+    })))
 }

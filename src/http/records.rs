@@ -1,5 +1,5 @@
-//! The compliance read API: search records, read one (any version), and stream
-//! its audio with HTTP Range so a browser's player can seek.
+//! The compliance read API: search records, read one (any version) byte for byte,
+//! list its versions, and stream its audio with HTTP Range so a player can seek.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, OffsetDateTime};
@@ -187,7 +188,7 @@ pub async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let role = s.authorize(&headers, Role::Compliance)?;
+    let caller = s.authorize(&headers, Role::Compliance)?;
     let filter = Filter::parse(q)?;
     let records = &s.records;
     let mut found = Vec::new();
@@ -221,14 +222,14 @@ pub async fn list(
                 .map(|r| format!("{}_{}", -sort_key(r).0, r.record_id))
         })
         .flatten();
-    tracing::info!(role = %role, results = page.len(), "records searched");
+    tracing::info!(role = %caller.role, key = %caller.key_name, results = page.len(), "records searched");
     Ok(Json(json!({
         "records": page.iter().map(|r| summary(r)).collect::<Vec<_>>(),
         "next_cursor": next_cursor,
     })))
 }
 
-/// `version=N` on record reads.
+/// `version=N` and `original=true` on record reads.
 #[derive(Debug, Default, Deserialize)]
 pub struct RecordQuery {
     version: Option<u32>,
@@ -249,22 +250,79 @@ async fn load(
     r.ok_or(ApiError::NotFound)
 }
 
-/// `GET /v1/records/{id}` (compliance): the newest version, or `?version=N`.
+/// `GET /v1/records/{id}` (compliance): the newest version, or `?version=N`,
+/// exactly as stored: the bytes written once, not a re-serialisation, so a
+/// hash or signature over them holds. `X-Content-SHA256` is their digest.
 pub async fn show(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<RecordQuery>,
+) -> Result<Response, ApiError> {
+    let caller = s.authorize(&headers, Role::Compliance)?;
+    let id: ConfirmationId = id.parse().map_err(|_| ApiError::NotFound)?;
+    let records = &s.records;
+    let version = match q.version {
+        Some(v) => v,
+        None => *records
+            .versions(&id)
+            .await?
+            .last()
+            .ok_or(ApiError::NotFound)?,
+    };
+    let bytes = records
+        .version_bytes(&id, version)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    tracing::info!(role = %caller.role, key = %caller.key_name, record = %id, version, "record read");
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-content-sha256", hex::encode(Sha256::digest(&bytes)))
+        .body(Body::from(bytes))
+        .map_err(|e| ApiError::Internal(e.into()))
+}
+
+/// `GET /v1/records/{id}/versions` (compliance): every stored version, oldest
+/// first, with what changed between them and the digest of each one's bytes.
+pub async fn versions(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let role = s.authorize(&headers, Role::Compliance)?;
-    let record = load(&s, &id, q.version).await?;
-    tracing::info!(role = %role, record = %record.record_id, version = record.version, "record read");
-    let versions = s.records.versions(&record.record_id).await?;
-    let mut body = serde_json::to_value(&record).map_err(|e| ApiError::Internal(e.into()))?;
-    if let Some(obj) = body.as_object_mut() {
-        obj.insert("versions".into(), json!(versions));
+    let caller = s.authorize(&headers, Role::Compliance)?;
+    let id: ConfirmationId = id.parse().map_err(|_| ApiError::NotFound)?;
+    let records = &s.records;
+    let numbers = records.versions(&id).await?;
+    let mut out = Vec::with_capacity(numbers.len());
+    for (i, &n) in numbers.iter().enumerate() {
+        let Some(bytes) = records.version_bytes(&id, n).await? else {
+            continue;
+        };
+        let r: ConfirmationRecord = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::Internal(anyhow::anyhow!(
+                "record {id} version {n} is unreadable: {e}"
+            ))
+        })?;
+        out.push(json!({
+            "version": r.version,
+            "created_at": r.created_at.format(&Rfc3339).unwrap_or_default(),
+            "status": r.status,
+            "incomplete_reason": r.incomplete_reason,
+            "outcome": r.outcome.status,
+            "has_audio": r.recording.as_ref().is_some_and(|rec| rec.decode.ok),
+            "supersedes": r.supersedes,
+            "superseded_by": numbers.get(i + 1),
+            "byte_size": bytes.len(),
+            "sha256": hex::encode(Sha256::digest(&bytes)),
+        }));
     }
-    Ok(Json(body))
+    let latest = numbers.last().ok_or(ApiError::NotFound)?;
+    tracing::info!(role = %caller.role, key = %caller.key_name, record = %id, "record versions read");
+    Ok(Json(json!({
+        "record_id": id,
+        "latest": latest,
+        "versions": out,
+    })))
 }
 
 /// A byte range asked for with `Range`, resolved against the object size.
@@ -311,7 +369,7 @@ pub async fn audio(
     Path(id): Path<String>,
     Query(q): Query<RecordQuery>,
 ) -> Result<Response, ApiError> {
-    let role = s.authorize(&headers, Role::Compliance)?;
+    let caller = s.authorize(&headers, Role::Compliance)?;
     let record = load(&s, &id, q.version).await?;
     let want = if q.original.unwrap_or(false) {
         AudioRole::Original
@@ -357,7 +415,7 @@ pub async fn audio(
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
         .ok_or(ApiError::NotFound)?;
-    tracing::info!(role = %role, record = %record.record_id, role_of_audio = ?want, start, end, "record audio served");
+    tracing::info!(role = %caller.role, key = %caller.key_name, record = %record.record_id, role_of_audio = ?want, start, end, "record audio served");
     let mut response = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, content_type)

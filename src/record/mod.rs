@@ -93,6 +93,10 @@ pub struct ConfirmationPart {
     pub account_id: String,
     /// The agent who asked.
     pub agent_id: String,
+    /// Name of the API key that created the request; absent on records of
+    /// requests made before keys had names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by_key: Option<String>,
     /// Customer name.
     pub customer_name: String,
     /// Customer phone, masked to its last four digits.
@@ -349,6 +353,7 @@ pub fn build(facts: &RecordFacts<'_>, version: u32, now: OffsetDateTime) -> Conf
             locale: r.locale,
             account_id: r.account_id.clone(),
             agent_id: r.agent_id.clone(),
+            created_by_key: r.created_by_key.clone(),
             customer_name: r.customer.name.clone(),
             customer_phone_masked: r.customer.phone.masked(),
             change: r.change.clone(),

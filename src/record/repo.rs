@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::{ConfirmationRecord, RecordingResult};
 use time::OffsetDateTime;
 
@@ -71,6 +73,19 @@ impl Records {
     ) -> Result<Option<ConfirmationRecord>, RepoError> {
         self.read(&key(format!("records/{id}/v{version:04}.json")))
             .await
+    }
+
+    /// One version of a record exactly as stored: the bytes that were written
+    /// once and that a reader can hash and compare.
+    pub async fn version_bytes(
+        &self,
+        id: &ConfirmationId,
+        version: u32,
+    ) -> Result<Option<Bytes>, RepoError> {
+        Ok(self
+            .store
+            .get(&key(format!("records/{id}/v{version:04}.json")))
+            .await?)
     }
 
     /// The newest version of a record.

@@ -214,6 +214,31 @@ fn serve_on_the_defaults_generates_credentials_once_and_a_simulated_call_confirm
     let wav = std::fs::read(dir.path().join("call.wav")).unwrap();
     assert!(wav.starts_with(b"RIFF"));
 
+    // `records show` prints the record exactly as stored; the versions go to stderr.
+    let out = Command::new(BIN)
+        .args([
+            "records",
+            "--server",
+            &format!("http://{}", server.address),
+            "show",
+            id,
+        ])
+        .current_dir(dir.path())
+        .env_remove("CALLPROOF_DATA_DIR")
+        .env_remove("CALLPROOF_API_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stored = std::fs::read(
+        dir.path()
+            .join(format!("data/store/records/{id}/v0001.json")),
+    )
+    .unwrap();
+    assert_eq!(out.stdout, stored, "records show prints the stored bytes");
+    crate::helpers::assert_valid_record(&serde_json::from_slice(&out.stdout).unwrap());
+    assert!(stderr.contains("version 1 of versions 1;"), "{stderr}");
+
     // The JSON logs of the whole run: one object per line, and never the
     // customer's phone number or a card number.
     let log = server.log();
@@ -271,7 +296,7 @@ fn sigterm_stops_the_server_cleanly() {
 }
 
 #[test]
-fn production_refuses_development_credentials_and_a_missing_public_url() {
+fn production_refuses_development_credentials_a_missing_or_http_url_and_a_shared_secret() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
         .args(["serve", "--production"])
@@ -300,6 +325,37 @@ fn production_refuses_development_credentials_and_a_missing_public_url() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("CALLPROOF_PUBLIC_URL"));
+
+    // An http public URL, and a token secret that is the provider's token, are refused too.
+    let production = |url: &str, secret: &str| {
+        Command::new(BIN)
+            .arg("serve")
+            .current_dir(dir.path())
+            .env("CALLPROOF_ENV", "production")
+            .env("CALLPROOF_LISTEN", "127.0.0.1:0")
+            .env("CALLPROOF_PUBLIC_URL", url)
+            .env("CALLPROOF_TWILIO_ACCOUNT_SID", "AC1")
+            .env("CALLPROOF_TWILIO_AUTH_TOKEN", "t".repeat(32))
+            .env("CALLPROOF_API_KEYS", format!("agent:{}", "k".repeat(20)))
+            .env("CALLPROOF_TOKEN_SECRET", secret)
+            .output()
+            .unwrap()
+    };
+    let out = production("http://cp.example.com", &"s".repeat(40));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refuses the http public URL"), "{stderr}");
+    let out = production("https://cp.example.com", &"t".repeat(32));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("CALLPROOF_TOKEN_SECRET equal to CALLPROOF_TWILIO_AUTH_TOKEN"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&"t".repeat(32)),
+        "the secret is not echoed"
+    );
 }
 
 #[test]

@@ -15,6 +15,9 @@ use tokio::sync::oneshot;
 
 pub const AGENT_KEY: &str = "agent-key-for-tests-0001";
 pub const COMPLIANCE_KEY: &str = "compliance-key-for-tests-0001";
+/// An admin key, configured with the name [`ADMIN_KEY_NAME`].
+pub const ADMIN_KEY: &str = "admin-key-for-tests-0001";
+pub const ADMIN_KEY_NAME: &str = "ops-desk";
 pub const AUTH_TOKEN: &str = "0123456789abcdef0123456789abcdef";
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub const TOKEN_SECRET: &str = "token-secret-for-tests-0123456789abcdef";
@@ -63,7 +66,9 @@ pub async fn test_env(data_dir: &Path, opts: Options) -> Vec<(String, String)> {
         ("CALLPROOF_TWILIO_AUTH_TOKEN".into(), AUTH_TOKEN.into()),
         (
             "CALLPROOF_API_KEYS".into(),
-            format!("agent:{AGENT_KEY},compliance:{COMPLIANCE_KEY}"),
+            format!(
+                "agent:{AGENT_KEY},compliance:{COMPLIANCE_KEY},admin:{ADMIN_KEY_NAME}:{ADMIN_KEY}"
+            ),
         ),
         ("CALLPROOF_TOKEN_SECRET".into(), TOKEN_SECRET.into()),
         ("CALLPROOF_MAX_BODY_BYTES".into(), "16384".into()),
@@ -96,7 +101,7 @@ pub async fn test_env(data_dir: &Path, opts: Options) -> Vec<(String, String)> {
     env
 }
 
-fn test_config(data_dir: &Path, env: &[(String, String)]) -> Config {
+pub fn test_config(data_dir: &Path, env: &[(String, String)]) -> Config {
     // An empty file, so a developer's ./callproof.toml never leaks into tests.
     let file = data_dir.join("test-callproof.toml");
     std::fs::write(&file, "").expect("config file");
@@ -357,11 +362,7 @@ impl TestApp {
     ) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(secs);
         loop {
-            let resp = self
-                .get_with(&format!("/v1/records/{id}"), Some(COMPLIANCE_KEY))
-                .await;
-            if resp.status().as_u16() == 200 {
-                let v: Value = resp.json().await.expect("json");
+            if let Some(v) = self.record(id, None).await {
                 if pred(&v) {
                     return v;
                 }
@@ -372,6 +373,70 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// `GET /v1/records/{id}` (or `?version=N`) as the compliance role: `None`
+    /// on 404. Every answer is checked to be the stored version byte for
+    /// byte, with its digest in `X-Content-SHA256`, and valid against the
+    /// published schema.
+    pub async fn record(&self, id: &str, version: Option<u32>) -> Option<Value> {
+        let query = version.map(|v| format!("?version={v}")).unwrap_or_default();
+        let resp = self
+            .get_with(&format!("/v1/records/{id}{query}"), Some(COMPLIANCE_KEY))
+            .await;
+        match resp.status().as_u16() {
+            404 => return None,
+            200 => {}
+            other => panic!("GET /v1/records/{id}{query}: HTTP {other}"),
+        }
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let digest = resp.headers()["x-content-sha256"]
+            .to_str()
+            .expect("digest header")
+            .to_owned();
+        let bytes = resp.bytes().await.expect("record body");
+        let v: Value = serde_json::from_slice(&bytes).expect("record JSON");
+        assert_valid_record(&v);
+        let number = v["version"].as_u64().expect("a version number");
+        if let Some(asked) = version {
+            assert_eq!(number, u64::from(asked), "the version asked for");
+        }
+        let key = callproof::store::ObjectKey::new(format!("records/{id}/v{number:04}.json"))
+            .expect("record key");
+        let stored = self
+            .store
+            .get(&key)
+            .await
+            .expect("store reads")
+            .expect("the version served is stored");
+        assert_eq!(bytes, stored, "the record is served byte for byte");
+        assert_eq!(
+            digest,
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+        );
+        Some(v)
+    }
+
+    /// `GET /v1/records/{id}/versions` as the compliance role, checked
+    /// against its published schema.
+    pub async fn versions(&self, id: &str) -> Value {
+        let resp = self
+            .get_with(&format!("/v1/records/{id}/versions"), Some(COMPLIANCE_KEY))
+            .await;
+        assert_eq!(resp.status().as_u16(), 200, "versions of {id}");
+        let v: Value = resp.json().await.expect("versions JSON");
+        assert_valid_against("record-versions.v1.schema.json", &v);
+        v
+    }
+
+    /// The version numbers of a record, oldest first.
+    pub async fn version_numbers(&self, id: &str) -> Vec<u64> {
+        self.versions(id).await["versions"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|e| e["version"].as_u64().expect("a number"))
+            .collect()
     }
 
     /// Downloads bytes with optional headers as the compliance role.
@@ -409,25 +474,29 @@ pub fn ffmpeg_decoded_secs(path: &Path, channels: u64, rate: u64) -> f64 {
 
 /// Checks a record against the committed JSON Schema.
 pub fn assert_valid_record(record: &Value) {
+    assert_valid_against("confirmation-record.v1.schema.json", record);
+}
+
+/// Checks `value` against `recordings-schema/<schema>`, formats included.
+pub fn assert_valid_against(schema: &str, value: &Value) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("recordings-schema/confirmation-record.v1.schema.json");
+        .join("recordings-schema")
+        .join(schema);
     let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("schema file"))
         .expect("schema JSON");
-    let mut record = record.clone();
-    if let Some(o) = record.as_object_mut() {
-        o.remove("versions"); // added by the API, not part of the stored record
-    }
     let validator = jsonschema::draft202012::options()
         .should_validate_formats(true)
         .build(&schema)
         .expect("schema compiles");
     let errors: Vec<String> = validator
-        .iter_errors(&record)
+        .iter_errors(value)
         .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect();
     assert!(
         errors.is_empty(),
-        "record does not match the schema: {errors:#?}"
+        "{} does not match {}: {errors:#?}",
+        value,
+        path.display()
     );
 }
 
@@ -624,8 +693,12 @@ pub fn complete(r: &Value) -> bool {
 /// job left queued or parked (waits up to 30 s for the last jobs to go).
 pub async fn assert_exactly_these_records(app: &TestApp, ids: &[String]) {
     for id in ids {
-        let record = app.wait_record(id, complete).await;
-        assert_eq!(record["versions"], json!([1]), "{id}: one record version");
+        app.wait_record(id, complete).await;
+        assert_eq!(
+            app.version_numbers(id).await,
+            [1],
+            "{id}: one record version"
+        );
     }
     wait_until(
         "recording jobs gone after their records were written",

@@ -271,8 +271,8 @@ async fn a_duplicate_recording_callback_leaves_one_record() {
         204
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let record = app.wait_record(&id, complete).await;
-    assert_eq!(record["versions"], json!([1]));
+    app.wait_record(&id, complete).await;
+    assert_eq!(app.version_numbers(&id).await, [1]);
     assert_eq!(server.fetches(), 1, "the recording was downloaded once");
     assert_exactly_these_records(&app, &[id]).await;
 }
@@ -328,7 +328,6 @@ async fn a_recording_that_arrives_long_after_makes_a_new_version_of_an_incomplet
     let (id, answer, callback) = started(&app).await;
     app.press(&answer, CALL, "1").await;
     let first = app.wait_record(&id, |r| r["status"] == "incomplete").await;
-    assert_valid_record(&first);
     assert!(
         first["incomplete_reason"]
             .as_str()
@@ -355,16 +354,106 @@ async fn a_recording_that_arrives_long_after_makes_a_new_version_of_an_incomplet
     assert_valid_record(&second);
     assert_eq!(second["version"], 2);
     assert_eq!(second["supersedes"], 1);
-    assert_eq!(second["versions"], json!([1, 2]));
-    let kept = app
-        .compliance_get(&format!("/v1/records/{id}?version=1"), None)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap();
+    let kept = app.record(&id, Some(1)).await.expect("version 1");
+    assert_eq!(kept, first, "the first version is kept, never overwritten");
+
+    // The list of versions says what each one is and how to check its bytes.
+    let versions = app.versions(&id).await;
+    assert_eq!(versions["record_id"], id.as_str());
+    assert_eq!(versions["latest"], 2);
+    let list = versions["versions"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
     assert_eq!(
-        kept["status"], "incomplete",
-        "the first version is kept, never overwritten"
+        (
+            &list[0]["version"],
+            &list[0]["status"],
+            &list[0]["has_audio"]
+        ),
+        (&json!(1), &json!("incomplete"), &json!(false))
+    );
+    assert_eq!(list[0]["superseded_by"], 2);
+    assert_eq!(list[0]["supersedes"], Value::Null);
+    assert_eq!(list[0]["incomplete_reason"], first["incomplete_reason"]);
+    assert_eq!(
+        (
+            &list[1]["version"],
+            &list[1]["status"],
+            &list[1]["has_audio"]
+        ),
+        (&json!(2), &json!("complete"), &json!(true))
+    );
+    assert_eq!(list[1]["supersedes"], 1);
+    assert_eq!(list[1]["superseded_by"], Value::Null);
+    assert_eq!(list[1]["created_at"], second["created_at"]);
+    for (entry, version) in list.iter().zip([1u32, 2]) {
+        let resp = app
+            .compliance_get(&format!("/v1/records/{id}?version={version}"), None)
+            .await;
+        assert_eq!(
+            resp.headers()["x-content-sha256"],
+            entry["sha256"].as_str().unwrap()
+        );
+        let bytes = resp.bytes().await.unwrap();
+        assert_eq!(bytes.len() as u64, entry["byte_size"].as_u64().unwrap());
+        assert_eq!(hex::encode(Sha256::digest(&bytes)), entry["sha256"]);
+    }
+    assert!(
+        app.record(&id, Some(3)).await.is_none(),
+        "a version never written is 404"
+    );
+}
+
+#[tokio::test]
+async fn a_record_answer_is_exactly_what_the_schema_allows() {
+    let app = spawn_app().await;
+    let created = app.create(&billing_request()).await;
+    let id = created["id"].as_str().unwrap();
+    app.call_with_recording(
+        created["transfer_url"].as_str().unwrap(),
+        &["press:1"],
+        fixture("speech-8k-pcm16.wav"),
+    )
+    .await;
+    // `record` checks the schema and the stored bytes; here also that nothing
+    // beyond the record's own members is added to the answer.
+    let record = app.wait_record(id, complete).await;
+    let mut members: Vec<&str> = record
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    members.sort_unstable();
+    assert_eq!(
+        members,
+        [
+            "call",
+            "confirmation",
+            "consent_events",
+            "created_at",
+            "incomplete_reason",
+            "outcome",
+            "record_id",
+            "recording",
+            "retention",
+            "schema",
+            "status",
+            "supersedes",
+            "version",
+        ]
+    );
+    assert_eq!(
+        record["confirmation"]["created_by_key"],
+        callproof::auth::derived_key_name(AGENT_KEY),
+        "the record names the key that asked"
+    );
+    let unknown = callproof::domain::ConfirmationId::generate();
+    assert_eq!(
+        app.compliance_get(&format!("/v1/records/{unknown}/versions"), None)
+            .await
+            .status()
+            .as_u16(),
+        404
     );
 }
 
@@ -393,6 +482,7 @@ async fn compliance_endpoints_refuse_missing_keys_and_agent_keys() {
         "/v1/records".to_owned(),
         format!("/v1/records/{id}"),
         format!("/v1/records/{id}/audio"),
+        format!("/v1/records/{id}/versions"),
     ] {
         assert_eq!(
             app.get_with(&path, None).await.status().as_u16(),

@@ -263,7 +263,12 @@ async fn a_whole_call_runs_on_s3_and_its_audio_streams_back_with_ranges() {
     let server = start_moto();
     bucket(&server.endpoint, "evidence", true).await;
     let app = spawn_with(s3_options(&server.endpoint, "evidence")).await;
-    let ready: Value = app.get_with("/readyz", None).await.json().await.unwrap();
+    let ready: Value = app
+        .get_with("/v1/status", Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["status"], "ready", "{ready}");
     assert_eq!(
         ready["store"]["conditional_create"]["result"], "yes",
