@@ -105,12 +105,22 @@ pub struct Application {
 impl Application {
     /// Resolves credentials, opens the store, loads prompts and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_wrapped(config, |store| store).await
+    }
+
+    /// [`Application::build`], with the checked store passed through `wrap`
+    /// first (tests wrap it to fail writes at a chosen point).
+    pub async fn build_wrapped(
+        config: Config,
+        wrap: impl FnOnce(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>,
+    ) -> anyhow::Result<Application> {
         let (credentials, dev_file) = auth::resolve(&config)?;
         let prompts = match &config.prompts_dir {
             Some(dir) => Prompts::from_dir(dir)?,
             None => Prompts::builtin()?,
         };
         let (store, report) = open_store(&config).await?;
+        let store = wrap(store);
         let metrics = Arc::new(Metrics::default());
         let store: Arc<dyn ObjectStore> = Arc::new(MeteredStore::new(store, metrics.clone()));
         tracing::info!(

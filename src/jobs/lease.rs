@@ -122,6 +122,7 @@ impl Leases {
         };
         let key = generation_key(name, generation)?;
         if create_json(self.store.as_ref(), &key, &fact).await? {
+            self.forget_before(name, generation).await;
             Ok(Take::Held(fact))
         } else {
             // Another instance wrote this generation first: it holds the lease.
@@ -129,6 +130,30 @@ impl Leases {
                 Some(winner) if winner.owner == self.owner => Ok(Take::Held(winner)),
                 Some(winner) => Ok(Take::Busy(winner)),
                 None => Ok(Take::Busy(fact)),
+            }
+        }
+    }
+
+    /// Removes the generations of `name` older than `generation - 1`, so a
+    /// lease renewed for hours keeps two objects, not one per renewal. The
+    /// previous one stays: a reader listing just before this create still finds it.
+    async fn forget_before(&self, name: &str, generation: u64) {
+        if generation < 3 {
+            return;
+        }
+        let Ok(keys) = self.store.list(&prefix(name)).await else {
+            return;
+        };
+        for k in keys {
+            let old = k
+                .file_name()
+                .strip_suffix(".json")
+                .and_then(|g| g.parse::<u64>().ok())
+                .is_some_and(|g| g + 1 < generation);
+            if old {
+                if let Err(e) = self.store.delete(&k).await {
+                    tracing::debug!(key = %k, error = %e, "cannot remove an old lease generation; the next renewal tries again");
+                }
             }
         }
     }
@@ -185,6 +210,8 @@ mod tests {
             matches!(b.take("job", later).await.unwrap(), Take::Held(f) if f.generation == 3 && f.owner == "b")
         );
         assert!(matches!(a.take("job", later).await.unwrap(), Take::Busy(f) if f.owner == "b"));
+        let kept = store.list("jobs/leases/job/").await.unwrap().len();
+        assert_eq!(kept, 2, "renewals keep the newest two generations, not all");
         b.release("job").await.unwrap();
         assert_eq!(a.current("job").await.unwrap(), None);
     }

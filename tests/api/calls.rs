@@ -281,42 +281,6 @@ async fn a_spanish_call_is_held_in_spanish_and_si_confirms() {
 }
 
 #[tokio::test]
-async fn the_outcome_is_posted_to_the_callback_url() {
-    use axum::routing::post;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<serde_json::Value>(4);
-    let receiver = axum::Router::new().route(
-        "/outcome",
-        post(move |axum::Json(v): axum::Json<serde_json::Value>| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(v).await;
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, receiver).await });
-
-    let app = spawn_app().await;
-    let mut body = billing_request();
-    body["callback_url"] = json!(format!("http://{addr}/outcome"));
-    let created = app.create(&body).await;
-    app.call(created["transfer_url"].as_str().unwrap(), &["press:1"])
-        .await;
-    let posted = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
-        .await
-        .expect("callback within 10 s")
-        .expect("a callback");
-    assert_eq!(posted["id"], created["id"]);
-    assert_eq!(posted["status"], "confirmed");
-    assert_eq!(
-        posted["confirmation_number"],
-        created["confirmation_number"]
-    );
-}
-
-#[tokio::test]
 async fn after_two_misses_speech_is_not_taken_even_a_clear_yes() {
     let app = spawn_app().await;
     let created = app.create(&billing_request()).await;

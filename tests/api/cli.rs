@@ -324,6 +324,21 @@ fn production_refuses_development_credentials_a_missing_or_http_url_and_a_shared
         .output()
         .unwrap();
     assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CALLPROOF_CALLBACK_SECRET"));
+
+    let out = Command::new(BIN)
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("CALLPROOF_ENV", "production")
+        .env("CALLPROOF_LISTEN", "127.0.0.1:0")
+        .env("CALLPROOF_TWILIO_ACCOUNT_SID", "AC1")
+        .env("CALLPROOF_TWILIO_AUTH_TOKEN", "t".repeat(32))
+        .env("CALLPROOF_API_KEYS", format!("agent:{}", "k".repeat(20)))
+        .env("CALLPROOF_TOKEN_SECRET", "s".repeat(40))
+        .env("CALLPROOF_CALLBACK_SECRET", crate::helpers::CALLBACK_SECRET)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("CALLPROOF_PUBLIC_URL"));
 
     // An http public URL, and a token secret that is the provider's token, are refused too.
@@ -338,6 +353,7 @@ fn production_refuses_development_credentials_a_missing_or_http_url_and_a_shared
             .env("CALLPROOF_TWILIO_AUTH_TOKEN", "t".repeat(32))
             .env("CALLPROOF_API_KEYS", format!("agent:{}", "k".repeat(20)))
             .env("CALLPROOF_TOKEN_SECRET", secret)
+            .env("CALLPROOF_CALLBACK_SECRET", crate::helpers::CALLBACK_SECRET)
             .output()
             .unwrap()
     };

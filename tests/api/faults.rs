@@ -106,9 +106,7 @@ async fn a_server_killed_with_sigkill_mid_jobs_finishes_them_after_a_restart() {
         assert_eq!(c.media.fetches(), 1, "each recording downloaded once");
     }
     assert!(
-        server
-            .log()
-            .contains("resuming recording jobs left from before"),
+        server.log().contains("resuming jobs left from before"),
         "{}",
         server.log()
     );

@@ -21,6 +21,8 @@ pub const ADMIN_KEY_NAME: &str = "ops-desk";
 pub const AUTH_TOKEN: &str = "0123456789abcdef0123456789abcdef";
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub const TOKEN_SECRET: &str = "token-secret-for-tests-0123456789abcdef";
+/// Signs outcome callbacks in tests: `whsec_` and base64 of 32 bytes.
+pub const CALLBACK_SECRET: &str = "whsec_Y2FsbGJhY2stc2VjcmV0LWZvci10ZXN0cy0wMDAwMDE=";
 
 pub struct TestApp {
     /// The public URL: where webhooks and API calls go.
@@ -71,6 +73,7 @@ pub async fn test_env(data_dir: &Path, opts: Options) -> Vec<(String, String)> {
             ),
         ),
         ("CALLPROOF_TOKEN_SECRET".into(), TOKEN_SECRET.into()),
+        ("CALLPROOF_CALLBACK_SECRET".into(), CALLBACK_SECRET.into()),
         ("CALLPROOF_MAX_BODY_BYTES".into(), "16384".into()),
         // A server stopped in a test leaves its job leases behind; the next
         // one takes them over after this.
@@ -114,22 +117,29 @@ pub async fn spawn_in(data_dir: &Path, opts: Options) -> TestApp {
     let app = Application::build(test_config(data_dir, &env))
         .await
         .expect("server builds");
-    let base = app.public_base().to_owned();
-    let local = format!("http://{}", app.address());
-    let store = app.state().store.clone();
-    let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(app.run_until(async move {
-        let _ = rx.await;
-    }));
-    TestApp {
-        base,
-        local,
-        data_dir: data_dir.to_path_buf(),
-        store,
-        client: reqwest::Client::new(),
-        _tmp: None,
-        shutdown: Some(tx),
-        handle: Some(handle),
+    TestApp::serve(app, data_dir)
+}
+
+impl TestApp {
+    /// Runs a built server on its data directory `data_dir` until stopped.
+    pub fn serve(app: Application, data_dir: &Path) -> TestApp {
+        let base = app.public_base().to_owned();
+        let local = format!("http://{}", app.address());
+        let store = app.state().store.clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        TestApp {
+            base,
+            local,
+            data_dir: data_dir.to_path_buf(),
+            store,
+            client: reqwest::Client::new(),
+            _tmp: None,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
     }
 }
 

@@ -1,10 +1,13 @@
 //! Integration tests: the real server on a loopback port, driven over HTTP by
 //! the simulator and by hand-signed webhooks, with its store in a temp dir.
 
+mod callbacks;
 mod calls;
 mod cli;
 mod confirmations;
+mod crash;
 mod faults;
+mod guard;
 mod helpers;
 mod memory;
 mod records;
