@@ -87,6 +87,20 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "log_format", env: "CALLPROOF_LOG_FORMAT", default: Some("text"), help: "text for people, json for log pipelines." },
 ];
 
+/// Settings that existed once, by TOML key and environment name, with what replaced them.
+const RETIRED: &[(&str, &str, &str)] = &[(
+    "outcome_callback_attempts",
+    "CALLPROOF_OUTCOME_CALLBACK_ATTEMPTS",
+    "outcome callbacks are durable jobs retried on the schedule CALLPROOF_CALLBACK_RETRY_SECS; remove it",
+)];
+
+fn retired(name: &str) -> Option<&'static str> {
+    RETIRED
+        .iter()
+        .find(|(key, env, _)| *key == name || *env == name)
+        .map(|(_, _, why)| *why)
+}
+
 /// Where a setting's value came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -297,9 +311,12 @@ impl Config {
                 continue;
             }
             let setting = SETTINGS.iter().find(|s| s.env == name).ok_or_else(|| {
-                ConfigError(format!(
-                    "unknown setting {name} in the environment: see `callproof serve --help` for the list"
-                ))
+                ConfigError(match retired(name) {
+                    Some(why) => format!("{name} is no longer read: {why}"),
+                    None => format!(
+                        "unknown setting {name} in the environment: see `callproof serve --help` for the list"
+                    ),
+                })
             })?;
             layers.insert(setting.key, (value.clone(), Source::Env));
         }
@@ -630,10 +647,13 @@ fn read_file_layer(path: &Path, layers: &mut Layers) -> Result<(), ConfigError> 
     })?;
     for (key, value) in table {
         let setting = SETTINGS.iter().find(|s| s.key == key).ok_or_else(|| {
-            ConfigError(format!(
-                "unknown setting {key:?} in {}: see `callproof serve --help` for the list",
-                path.display()
-            ))
+            ConfigError(match retired(&key) {
+                Some(why) => format!("{key:?} in {} is no longer read: {why}", path.display()),
+                None => format!(
+                    "unknown setting {key:?} in {}: see `callproof serve --help` for the list",
+                    path.display()
+                ),
+            })
         })?;
         let text = match value {
             toml::Value::String(s) => s,
@@ -824,6 +844,23 @@ mod tests {
             ("CALLPROOF_RETENTION_BY_KIND", "billing:5", "kind=days"),
             ("CALLPROOF_RETENTION_BY_KIND", "upgrade=5", "unknown kind"),
             ("CALLPROOF_S3_ACCESS_KEY_ID", "AK", "both"),
+            (
+                "CALLPROOF_OUTCOME_CALLBACK_ATTEMPTS",
+                "5",
+                "CALLPROOF_CALLBACK_RETRY_SECS",
+            ),
+            (
+                "CALLPROOF_MEDIA_HOSTS",
+                "http://127.0.0.1",
+                "needs its port",
+            ),
+            (
+                "CALLPROOF_CALLBACK_ALLOWED_HOSTS",
+                "https://x",
+                "without a scheme",
+            ),
+            ("CALLPROOF_CALLBACK_RETRY_SECS", "5,soon", "whole seconds"),
+            ("CALLPROOF_CALLBACK_SECRET", "plain", "whsec_"),
         ] {
             let err = Config::load(None, &env(&[(k, v)]), &[])
                 .unwrap_err()
