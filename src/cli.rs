@@ -9,8 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::auth::{self, DevFile};
+use crate::auth;
 use crate::config::{settings_help, Config, LogFormat};
+use crate::credentials::{self, DevFile};
 use crate::domain::{ChangeKind, Locale};
 use crate::flow::consent::{Classifier, DEFAULT_MIN_CONFIDENCE};
 use crate::server::{shutdown_signal, Application};
@@ -423,14 +424,14 @@ fn print_dev_credentials(path: &std::path::Path) -> anyhow::Result<()> {
 
 async fn simulate_cmd(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     simulate::check_url(&args.transfer_url)?;
-    let dev = auth::read_dev_credentials(&args.data_dir)?;
+    let dev = credentials::read_dev_credentials(&args.data_dir)?;
     let auth_token = args
         .auth_token
         .or_else(|| dev.as_ref().map(|d| d.twilio_auth_token.clone()))
         .with_context(|| {
             format!(
                 "no auth token: pass --auth-token or CALLPROOF_TWILIO_AUTH_TOKEN, or --data-dir where {} is",
-                auth::dev_credentials_path(&args.data_dir).display()
+                credentials::dev_credentials_path(&args.data_dir).display()
             )
         })?;
     let account_sid = args
@@ -526,10 +527,10 @@ fn api_key(args: &RecordsArgs) -> anyhow::Result<String> {
     if let Some(k) = &args.api_key {
         return Ok(k.clone());
     }
-    let dev = auth::read_dev_credentials(&args.data_dir)?.with_context(|| {
+    let dev = credentials::read_dev_credentials(&args.data_dir)?.with_context(|| {
         format!(
             "no API key: pass --api-key or CALLPROOF_API_KEY (a compliance key), or --data-dir where {} is",
-            auth::dev_credentials_path(&args.data_dir).display()
+            credentials::dev_credentials_path(&args.data_dir).display()
         )
     })?;
     auth::ApiKey::parse_list(&dev.api_keys)

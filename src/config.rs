@@ -140,7 +140,7 @@ pub enum Environment {
 }
 
 /// The secrets the server needs; any of them may be filled in from the
-/// development credentials file (see [`crate::auth::dev_credentials`]).
+/// development credentials file (see [`crate::credentials`]).
 #[derive(Clone)]
 pub struct Secrets {
     /// Provider account SID.

@@ -18,6 +18,7 @@ pub mod callbacks;
 pub mod cli;
 pub mod config;
 pub mod confirmations;
+pub mod credentials;
 pub mod domain;
 pub mod flow;
 pub mod http;

@@ -13,11 +13,12 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::auth::{self, DevFile, KeyRing};
+use crate::auth::KeyRing;
 use crate::callbacks::{CallbackSecret, CallbackSettings, Callbacks};
 use crate::config::Environment;
 use crate::config::{Config, StoreKind};
 use crate::confirmations::Confirmations;
+use crate::credentials::{self, DevFile};
 use crate::flow::consent::Classifier;
 use crate::flow::prompts::Prompts;
 use crate::flow::token::TokenSigner;
@@ -114,7 +115,7 @@ impl Application {
         config: Config,
         wrap: impl FnOnce(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>,
     ) -> anyhow::Result<Application> {
-        let (credentials, dev_file) = auth::resolve(&config)?;
+        let (credentials, dev_file) = credentials::resolve(&config)?;
         let prompts = match &config.prompts_dir {
             Some(dir) => Prompts::from_dir(dir)?,
             None => Prompts::builtin()?,
@@ -368,7 +369,7 @@ struct Settings {
 impl Settings {
     fn from_config(
         config: &Config,
-        credentials: &auth::Credentials,
+        credentials: &credentials::Credentials,
         report: &StoreReport,
     ) -> anyhow::Result<Self> {
         let lock = report.object_lock.is_yes().then_some(config.s3.lock_mode);

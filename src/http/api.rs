@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
+use super::extract::{Agent, Key};
 use super::{ApiError, AppState};
-use crate::auth::Role;
 use crate::confirmations::{ConfirmationRequest, ConfirmationView, Customer};
 use crate::domain::{
     ChangeItem, ChangeKind, ConfirmationId, ConfirmationNumber, Locale, PhoneNumber,
@@ -259,10 +259,9 @@ fn parse_new(body: &[u8]) -> Result<NewRequest, ApiError> {
 /// `POST /v1/confirmations` (agent role): creates a request and its transfer URL.
 pub async fn create_confirmation(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Key { caller, .. }: Key<Agent>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = s.authorize(&headers, Role::Agent)?;
     let new = parse_new(&body)?;
     if let Some(url) = &new.callback_url {
         if let Err(why) = s.callbacks.check_url(url).await {
@@ -335,10 +334,9 @@ pub fn view_json(v: &ConfirmationView, now: OffsetDateTime) -> Value {
 /// `GET /v1/confirmations/{id}` (agent role): status and consent events.
 pub async fn get_confirmation(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    _: Key<Agent>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    s.authorize(&headers, Role::Agent)?;
     let id: ConfirmationId = id.parse().map_err(|_| ApiError::NotFound)?;
     let view = s.confirmations.view(&id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(view_json(&view, OffsetDateTime::now_utc())))

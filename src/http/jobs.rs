@@ -2,18 +2,16 @@
 //! parked recording jobs with their failures, reasons and leases.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::extract::{Compliance, Key};
 use super::{ApiError, AppState};
-use crate::auth::Role;
 use crate::jobs::job_statuses;
 
 /// Every recording job not yet done: `queued` ones are being worked on or
 /// retried each sweep; `parked` ones wait for `callproof jobs retry`.
-pub async fn list(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    s.authorize(&headers, Role::Compliance)?;
+pub async fn list(State(s): State<AppState>, _: Key<Compliance>) -> Result<Json<Value>, ApiError> {
     let jobs = job_statuses(s.store.as_ref(), None).await?;
     let parked = jobs.iter().filter(|j| j.state == "parked").count();
     Ok(Json(json!({

@@ -3,6 +3,7 @@
 
 mod api;
 mod error;
+pub mod extract;
 mod jobs;
 mod records;
 mod voice;
@@ -13,16 +14,17 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::auth::{Caller, Credentials, KeyRing, Role};
+use crate::auth::KeyRing;
 use crate::callbacks::Callbacks;
 use crate::config::Config;
 use crate::confirmations::Confirmations;
+use crate::credentials::Credentials;
 use crate::flow::consent::Classifier;
 use crate::flow::prompts::Prompts;
 use crate::flow::token::TokenSigner;
@@ -35,6 +37,7 @@ use crate::store::check::StoreReport;
 use crate::sweeper::Sweeper;
 
 pub use error::ApiError;
+use extract::{Admin, Key};
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -94,26 +97,6 @@ impl std::ops::Deref for AppState {
     type Target = Shared;
     fn deref(&self) -> &Shared {
         &self.0
-    }
-}
-
-impl AppState {
-    /// Checks the Bearer key and that its role may do what `needed` allows;
-    /// answers who is calling.
-    pub fn authorize(&self, headers: &HeaderMap, needed: Role) -> Result<Caller, ApiError> {
-        let key = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, key)| key.trim())
-            .ok_or(ApiError::Unauthorized)?;
-        let caller = self.keys.role_of(key).ok_or(ApiError::Unauthorized)?;
-        if caller.role.may(needed) {
-            Ok(caller)
-        } else {
-            Err(ApiError::Forbidden)
-        }
     }
 }
 
@@ -219,9 +202,9 @@ async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<serde_json::Valu
 /// check, and the last store probe that failed.
 async fn status(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    key: Key<Admin>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let caller = s.authorize(&headers, Role::Admin)?;
+    let caller = key.caller;
     let now = probe_store(&s).await;
     let last = s
         .last_probe_failure

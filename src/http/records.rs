@@ -15,8 +15,8 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, OffsetDateTime};
 
+use super::extract::{Compliance, Key};
 use super::{ApiError, AppState};
-use crate::auth::Role;
 use crate::confirmations::Outcome;
 use crate::domain::{ChangeKind, ConfirmationId, ConfirmationNumber, PhoneNumber};
 use crate::record::{AudioRole, ConfirmationRecord};
@@ -185,10 +185,9 @@ fn summary(r: &ConfirmationRecord) -> Value {
 /// `GET /v1/records` (compliance): the newest version of each matching record, a page at a time.
 pub async fn list(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Key { caller, .. }: Key<Compliance>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = s.authorize(&headers, Role::Compliance)?;
     let filter = Filter::parse(q)?;
     let records = &s.records;
     let mut found = Vec::new();
@@ -255,11 +254,10 @@ async fn load(
 /// hash or signature over them holds. `X-Content-SHA256` is their digest.
 pub async fn show(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Key { caller, .. }: Key<Compliance>,
     Path(id): Path<String>,
     Query(q): Query<RecordQuery>,
 ) -> Result<Response, ApiError> {
-    let caller = s.authorize(&headers, Role::Compliance)?;
     let id: ConfirmationId = id.parse().map_err(|_| ApiError::NotFound)?;
     let records = &s.records;
     let version = match q.version {
@@ -286,10 +284,9 @@ pub async fn show(
 /// first, with what changed between them and the digest of each one's bytes.
 pub async fn versions(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Key { caller, .. }: Key<Compliance>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = s.authorize(&headers, Role::Compliance)?;
     let id: ConfirmationId = id.parse().map_err(|_| ApiError::NotFound)?;
     let records = &s.records;
     let numbers = records.versions(&id).await?;
@@ -365,11 +362,11 @@ pub fn parse_range(header: Option<&str>, size: u64) -> RangeAsk {
 /// `?original=true` for the provider's bytes; honours `Range`.
 pub async fn audio(
     State(s): State<AppState>,
+    Key { caller, .. }: Key<Compliance>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<RecordQuery>,
 ) -> Result<Response, ApiError> {
-    let caller = s.authorize(&headers, Role::Compliance)?;
     let record = load(&s, &id, q.version).await?;
     let want = if q.original.unwrap_or(false) {
         AudioRole::Original

@@ -4,16 +4,16 @@
 //! Refusals (bad signature, bad token) are 400/403 and change nothing; once a
 //! webhook is accepted it always answers TwiML, an apology if anything failed.
 
-use axum::body::Bytes;
 use std::future::Future;
 use std::time::Duration as StdDuration;
 
-use axum::extract::{OriginalUri, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use time::{Duration, OffsetDateTime};
 
-use super::webhook::{self, WebhookError};
+use super::extract::{self, Hook, Signed};
+use super::webhook::WebhookError;
 use super::AppState;
 use crate::confirmations::{
     CallClaim, ConfirmationRequest, ConsentEvent, InputType, Outcome, OutcomeFact, RepoError,
@@ -21,10 +21,10 @@ use crate::confirmations::{
 };
 use crate::domain::{Locale, PhoneNumber};
 use crate::flow::consent::{classify_digits, ConsentLabel};
-use crate::flow::token::{FlowToken, Purpose, StepState};
+use crate::flow::token::{FlowToken, StepState};
 use crate::flow::{notice, Flow, Links, Notice, Transition};
 use crate::ingest::Accepted;
-use crate::provider::{CallInfo, CallStatusEvent, GatherResult, Params, RecordingEvent};
+use crate::provider::{CallInfo, CallStatusEvent, GatherResult, RecordingEvent};
 use crate::twiml;
 
 /// Why an accepted webhook could not be answered normally.
@@ -93,23 +93,6 @@ impl AppState {
         }
     }
 
-    /// Verifies signature and token; returns the params and the token.
-    fn accept(
-        &self,
-        uri: &axum::http::Uri,
-        headers: &HeaderMap,
-        body: &[u8],
-        purpose: Purpose,
-        now: OffsetDateTime,
-    ) -> Result<(Params, FlowToken), WebhookError> {
-        let params = webhook::verify(self, uri, headers, body)?;
-        let token = self
-            .signer
-            .verify(&webhook::query_token(uri), purpose, now)
-            .map_err(|e| WebhookError::Forbidden(e.to_string()))?;
-        Ok((params, token))
-    }
-
     async fn load(&self, token: &FlowToken) -> Result<ConfirmationRequest, Failure> {
         let fallback = Locale::EnUs;
         self.confirmations
@@ -130,10 +113,14 @@ fn malformed(e: impl std::fmt::Display) -> Failure {
 }
 
 /// The transfer URL: claims the request for this call, starts recording, asks.
-async fn start_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let now = OffsetDateTime::now_utc();
+async fn start_work(s: AppState, hook: Hook<extract::Start>) -> Response {
+    let Hook {
+        params,
+        token,
+        at: now,
+        ..
+    } = hook;
     let result = async {
-        let (params, token) = s.accept(&uri, &headers, &body, Purpose::Start, now)?;
         let call = CallInfo::parse(&params).map_err(malformed)?;
         let request = s.load(&token).await?;
         let id = &request.id;
@@ -225,10 +212,14 @@ fn understand(
 }
 
 /// The action of a consent question: records the answer once, then moves on.
-async fn answer_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let now = OffsetDateTime::now_utc();
+async fn answer_work(s: AppState, hook: Hook<extract::Answer>) -> Response {
+    let Hook {
+        params,
+        token,
+        at: now,
+        ..
+    } = hook;
     let result = async {
-        let (params, token) = s.accept(&uri, &headers, &body, Purpose::Answer, now)?;
         let call = CallInfo::parse(&params).map_err(malformed)?;
         let request = s.load(&token).await?;
         let id = &request.id;
@@ -297,11 +288,8 @@ async fn answer_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> 
 }
 
 /// The call status callback: a call that ends before an outcome is `abandoned`.
-async fn status_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let params = match webhook::verify(&s, &uri, &headers, &body) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+async fn status_work(s: AppState, signed: Signed) -> Response {
+    let params = signed.params;
     let event = match CallStatusEvent::parse(&params) {
         Ok(e) => e,
         Err(e) => return WebhookError::Malformed(e.to_string()).into_response(),
@@ -345,10 +333,14 @@ async fn status_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> 
 }
 
 /// The recording status callback: keeps the provider's notice, once per recording.
-async fn recording_work(s: AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let now = OffsetDateTime::now_utc();
+async fn recording_work(s: AppState, hook: Hook<extract::Recording>) -> Response {
+    let Hook {
+        params,
+        token,
+        at: now,
+        ..
+    } = hook;
     let result: Result<(), Failure> = async {
-        let (params, token) = s.accept(&uri, &headers, &body, Purpose::Recording, now)?;
         let event = RecordingEvent::parse(&params).map_err(malformed)?;
         if event.account_sid.as_deref() != Some(s.credentials.twilio_account_sid.as_str()) {
             s.metrics.inc("callproof_recordings_refused_total", &[("reason", "account")]);
@@ -426,46 +418,21 @@ fn retry_later(_: &AppState) -> Response {
 }
 
 /// `POST /voice/start`: see [`start_work`].
-pub async fn start(
-    State(s): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    guarded(s.clone(), start_work(s, uri, headers, body), apology).await
+pub async fn start(State(s): State<AppState>, hook: Hook<extract::Start>) -> Response {
+    guarded(s.clone(), start_work(s, hook), apology).await
 }
 
 /// `POST /voice/answer`: see [`answer_work`].
-pub async fn answer(
-    State(s): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    guarded(s.clone(), answer_work(s, uri, headers, body), apology).await
+pub async fn answer(State(s): State<AppState>, hook: Hook<extract::Answer>) -> Response {
+    guarded(s.clone(), answer_work(s, hook), apology).await
 }
 
 /// `POST /voice/status`: see [`status_work`].
-pub async fn status(
-    State(s): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    guarded(s.clone(), status_work(s, uri, headers, body), retry_later).await
+pub async fn status(State(s): State<AppState>, signed: Signed) -> Response {
+    guarded(s.clone(), status_work(s, signed), retry_later).await
 }
 
 /// `POST /voice/recording`: see [`recording_work`].
-pub async fn recording(
-    State(s): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    guarded(
-        s.clone(),
-        recording_work(s, uri, headers, body),
-        retry_later,
-    )
-    .await
+pub async fn recording(State(s): State<AppState>, hook: Hook<extract::Recording>) -> Response {
+    guarded(s.clone(), recording_work(s, hook), retry_later).await
 }

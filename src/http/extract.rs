@@ -1,0 +1,167 @@
+//! Extractors that refuse a request before its handler runs: an API key of the
+//! needed role ([`Key`]), a provider webhook with a valid signature ([`Signed`]) and flow token ([`Hook`]).
+//!
+//! Handlers take these as arguments, so each reads: extract, call the domain,
+//! render. A refusal changes nothing: 401/403 for keys, 400/403 for webhooks.
+
+use std::marker::PhantomData;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use time::OffsetDateTime;
+
+use super::webhook::{self, WebhookError};
+use super::{ApiError, AppState};
+use crate::auth::{Caller, Role};
+use crate::flow::token::{FlowToken, Purpose};
+use crate::provider::Params;
+
+/// A role an endpoint needs.
+pub trait NeedsRole: Send + Sync + 'static {
+    /// The role; admin keys pass every check.
+    const ROLE: Role;
+}
+
+/// Endpoints for phone agents.
+pub struct Agent;
+/// Endpoints for compliance staff.
+pub struct Compliance;
+/// Endpoints for operators.
+pub struct Admin;
+
+impl NeedsRole for Agent {
+    const ROLE: Role = Role::Agent;
+}
+impl NeedsRole for Compliance {
+    const ROLE: Role = Role::Compliance;
+}
+impl NeedsRole for Admin {
+    const ROLE: Role = Role::Admin;
+}
+
+/// The caller of an API endpoint, whose `Authorization: Bearer` key has role `R` (or admin).
+pub struct Key<R: NeedsRole> {
+    /// Who called: the key's role and name.
+    pub caller: Caller,
+    role: PhantomData<R>,
+}
+
+impl AppState {
+    /// Checks the Bearer key and that its role may do what `needed` allows.
+    pub fn authorize(&self, headers: &HeaderMap, needed: Role) -> Result<Caller, ApiError> {
+        let key = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
+            .ok_or(ApiError::Unauthorized)?;
+        let caller = self.keys.role_of(key).ok_or(ApiError::Unauthorized)?;
+        if caller.role.may(needed) {
+            Ok(caller)
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+impl<R: NeedsRole> FromRequestParts<AppState> for Key<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        Ok(Key {
+            caller: s.authorize(&parts.headers, R::ROLE)?,
+            role: PhantomData,
+        })
+    }
+}
+
+/// A provider webhook whose body parsed and whose `X-Twilio-Signature` holds.
+pub struct Signed {
+    /// The webhook's parameters.
+    pub params: Params,
+    /// The URL it was sent to (its query carries the flow token, if any).
+    pub uri: Uri,
+    /// When it was verified.
+    pub at: OffsetDateTime,
+}
+
+impl FromRequest<AppState> for Signed {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, s: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let uri = match OriginalUri::from_request_parts(&mut parts, s).await {
+            Ok(OriginalUri(u)) => u,
+            Err(never) => match never {},
+        };
+        let headers = parts.headers.clone();
+        let req = Request::from_parts(parts, body);
+        // The body limit answers 413 here, as for every route.
+        let body = Bytes::from_request(req, s)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let params =
+            webhook::verify(s, &uri, &headers, &body).map_err(IntoResponse::into_response)?;
+        Ok(Signed {
+            params,
+            uri,
+            at: OffsetDateTime::now_utc(),
+        })
+    }
+}
+
+/// A purpose a flow token is issued for.
+pub trait ForPurpose: Send + Sync + 'static {
+    /// The purpose the token must carry.
+    const PURPOSE: Purpose;
+}
+
+/// The transfer URL.
+pub struct Start;
+/// A consent question's action.
+pub struct Answer;
+/// The recording status callback.
+pub struct Recording;
+
+impl ForPurpose for Start {
+    const PURPOSE: Purpose = Purpose::Start;
+}
+impl ForPurpose for Answer {
+    const PURPOSE: Purpose = Purpose::Answer;
+}
+impl ForPurpose for Recording {
+    const PURPOSE: Purpose = Purpose::Recording;
+}
+
+/// A signed webhook of the flow whose token is valid for purpose `P`.
+pub struct Hook<P: ForPurpose> {
+    /// The webhook's parameters.
+    pub params: Params,
+    /// The verified flow token.
+    pub token: FlowToken,
+    /// When it was verified.
+    pub at: OffsetDateTime,
+    purpose: PhantomData<P>,
+}
+
+impl<P: ForPurpose> FromRequest<AppState> for Hook<P> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, s: &AppState) -> Result<Self, Response> {
+        let signed = Signed::from_request(req, s).await?;
+        let token = s
+            .signer
+            .verify(&webhook::query_token(&signed.uri), P::PURPOSE, signed.at)
+            .map_err(|e| WebhookError::Forbidden(e.to_string()).into_response())?;
+        Ok(Hook {
+            params: signed.params,
+            token,
+            at: signed.at,
+            purpose: PhantomData,
+        })
+    }
+}
