@@ -636,7 +636,7 @@ async fn a_store_that_refuses_multipart_uploads_is_named_with_its_answer_and_ref
 
 #[tokio::test]
 async fn a_store_error_carries_the_stores_status_code_and_message() {
-    let server = start_s3s_fs();
+    let server = start_moto();
     let store = S3Store::connect(settings(&server.endpoint, "no-such-bucket")).await;
     let key = callproof::store::ObjectKey::new("confirmations/x/request.json").unwrap();
     let err = store
