@@ -77,7 +77,8 @@ api_bind_addr = "127.0.0.1:$admin_port"
 admin_token = "$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 EOF
 g() { "$garage" -c "$work/garage/config.toml" "$@"; }
-RUST_LOG=warn g server >"$work/garage/server.log" 2>&1 &
+# Started directly, not through g, so that $! is Garage itself and the exit trap stops it.
+RUST_LOG=warn "$garage" -c "$work/garage/config.toml" server >"$work/garage/server.log" 2>&1 &
 pids+=($!)
 wait_port "$s3_port"
 for _ in $(seq 1 60); do g status >/dev/null 2>&1 && break; sleep 1; done
