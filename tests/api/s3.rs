@@ -2,7 +2,8 @@
 //! server (conditional create, Object Lock) and s3s-fs (signatures, checksums).
 //! The store contract runs on both, skipping only what each one's store check
 //! says it lacks; a whole call runs on S3; a store that ignores `If-None-Match`
-//! is refused.
+//! is refused; fronts that refuse checksum trailers or multipart uploads, as
+//! some stores do, show uploads working without trailers and the refusal named.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
