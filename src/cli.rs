@@ -325,14 +325,22 @@ async fn store_check(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logging(config.log_format);
     let (_, report) = crate::server::open_store(&config).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
+    let unusable = report.unusable();
+    if let Some(why) = &unusable {
+        eprintln!("{why}");
+        eprintln!("serve refuses this store whatever the settings");
+    }
     if report.write_once() {
         eprintln!("{}: write-once is guaranteed", report.store);
-        Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("{}", report.risk());
         eprintln!("serve refuses this store unless CALLPROOF_S3_ACCEPT_OVERWRITE_RISK=true, and then only one instance may run");
-        Ok(ExitCode::FAILURE)
     }
+    Ok(if unusable.is_none() && report.write_once() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn jobs_cmd(command: JobsCommand) -> anyhow::Result<ExitCode> {

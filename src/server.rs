@@ -29,7 +29,7 @@ use crate::jobs::{JobKind, Queue};
 use crate::metrics::{MeteredStore, Metrics};
 use crate::record::complete::{Completion, CompletionSettings};
 use crate::record::Records;
-use crate::store::check::{self, Probe, StoreReport};
+use crate::store::check::{self, StoreReport};
 use crate::store::s3::{S3Settings, S3Store};
 use crate::store::{FsStore, ObjectStore};
 use crate::sweeper::{SweepSettings, Sweeper};
@@ -39,18 +39,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn ObjectStore>
     match config.store {
         StoreKind::Fs => {
             let store: Arc<dyn ObjectStore> = Arc::new(open_fs(config)?);
-            let (conditional_create, concurrent_create) =
-                check::probe_writes(store.clone(), 8, 1).await;
-            let report = StoreReport {
-                store: store.describe(),
-                conditional_create,
-                concurrent_create,
-                object_lock: Probe::No(
-                    "a local directory has no Object Lock; retention is stated, not enforced"
-                        .into(),
-                ),
-                versioning: Probe::No("a local directory keeps no versions".into()),
-            };
+            let report = check::check_fs(store.clone()).await;
             Ok((store, report))
         }
         StoreKind::S3 => {
@@ -131,6 +120,9 @@ impl Application {
             versioning = ?report.versioning,
             "store checked"
         );
+        if let Some(why) = report.unusable() {
+            anyhow::bail!("{why}");
+        }
         if !report.write_once() {
             if config.s3.accept_overwrite_risk {
                 tracing::warn!(risk = %report.risk(), "starting anyway (CALLPROOF_S3_ACCEPT_OVERWRITE_RISK=true): run exactly one instance");

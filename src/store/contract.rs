@@ -146,21 +146,25 @@ pub async fn listing_filters_by_prefix_in_order(store: &dyn ObjectStore) {
         .is_empty());
 }
 
-/// `create_file` stores a file's bytes whole (12 MB: more than one S3 part), and is write-once too.
+/// `create_file` stores a file's bytes whole, both a file of 3 MB (one
+/// streamed upload on S3) and one of 12 MB (more than one S3 part), and is
+/// write-once for both.
 pub async fn file_creates_stream_and_are_write_once(store: &dyn ObjectStore) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let path = dir.path().join("blob");
-    let bytes: Vec<u8> = (0..12_000_000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
-    let k = key("contract/file/blob.bin");
-    store.create_file(&k, &path).await.unwrap();
-    assert_eq!(
-        store.head(&k).await.unwrap().unwrap().size,
-        bytes.len() as u64
-    );
-    assert_eq!(store.get(&k).await.unwrap().unwrap().as_ref(), &bytes[..]);
-    let err = store.create_file(&k, &path).await.unwrap_err();
-    assert!(matches!(err, StoreError::AlreadyExists(_)), "{err}");
+    for (name, size) in [("small", 3_000_000u32), ("blob", 12_000_000)] {
+        let path = dir.path().join(name);
+        let bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
+        let k = key(&format!("contract/file/{name}.bin"));
+        store.create_file(&k, &path).await.unwrap();
+        assert_eq!(
+            store.head(&k).await.unwrap().unwrap().size,
+            bytes.len() as u64
+        );
+        assert_eq!(store.get(&k).await.unwrap().unwrap().as_ref(), &bytes[..]);
+        let err = store.create_file(&k, &path).await.unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists(_)), "{err}");
+    }
 }
 
 /// `read_range` returns exactly the asked bytes, clamped at the end.

@@ -1,5 +1,5 @@
-//! Durable storage of every fact callproof keeps, behind one `ObjectStore` trait.
-//! Backends: a local directory (`fs`, the default); S3 joins behind the same trait.
+//! Durable storage of every fact callproof keeps, behind one `ObjectStore` trait,
+//! and its error type. Backends: a local directory (`fs`, the default) and S3 (`s3`).
 
 pub mod check;
 pub mod contract;
@@ -25,15 +25,99 @@ pub enum StoreError {
     /// A write-once create found the key already there; nothing was written.
     #[error("object {0} already exists and is write-once")]
     AlreadyExists(ObjectKey),
-    /// The backend failed; the message names the key and the cause.
+    /// A local failure (the directory store, or reading the file to upload).
     #[error("storage failed for {key}: {source}")]
     Io {
         /// The key the operation was for.
         key: String,
-        /// What the backend said.
+        /// What the operating system said.
         #[source]
         source: std::io::Error,
     },
+    /// A remote store refused the operation, or did not answer it.
+    #[error("storage failed for {key}: {op} {answer}")]
+    Remote {
+        /// The key (or prefix) the operation was for.
+        key: String,
+        /// The store's name for the operation (`PutObject`, `UploadPart`, ...).
+        op: &'static str,
+        /// What the store answered.
+        answer: StoreAnswer,
+    },
+}
+
+impl StoreError {
+    /// The store's answer, when a remote store gave one.
+    pub fn answer(&self) -> Option<&StoreAnswer> {
+        match self {
+            StoreError::Remote { answer, .. } => Some(answer),
+            _ => None,
+        }
+    }
+}
+
+/// A remote store's own answer to a failed operation, kept whole for logs and reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreAnswer {
+    /// The HTTP status, when the store answered.
+    pub status: Option<u16>,
+    /// The store's error code (`NoSuchBucket`, `InvalidRequest`, ...).
+    pub code: Option<String>,
+    /// The store's message, or the start of its body when it sent no code.
+    pub message: Option<String>,
+    /// Why there was no answer (timeout, connection refused), when there was none.
+    pub no_answer: Option<String>,
+}
+
+impl StoreAnswer {
+    /// True when the store itself answered, as opposed to a timeout or a lost connection.
+    pub fn answered(&self) -> bool {
+        self.status.is_some()
+    }
+
+    /// What an operator can do about it.
+    fn hint(&self) -> &'static str {
+        match (self.status, self.code.as_deref()) {
+            (None, _) => "check that the store is running and reachable at its endpoint",
+            (Some(_), Some("NoSuchBucket")) => "create the bucket or correct CALLPROOF_S3_BUCKET",
+            (Some(401 | 403), _) => {
+                "check the access key and secret, and that they may use this bucket"
+            }
+            (Some(501), _) => "the store does not implement this operation",
+            (Some(s), _) if s >= 500 => "the store failed on its side; its own log says why",
+            (Some(s), _) if s < 400 => "callproof could not read this answer",
+            (Some(_), _) => {
+                "the store refuses the request as callproof sends it; `callproof store check` names every operation it refuses"
+            }
+        }
+    }
+
+    /// The answer alone, without advice: `answered HTTP 404 NoSuchKey: "..."`.
+    pub fn summary(&self) -> String {
+        match self.status {
+            Some(status) => {
+                let mut out = format!("answered HTTP {status}");
+                if let Some(code) = &self.code {
+                    out.push(' ');
+                    out.push_str(code);
+                }
+                if let Some(message) = &self.message {
+                    out.push_str(&format!(": {message:?}"));
+                }
+                out
+            }
+            None => format!(
+                "got no answer: {}",
+                self.no_answer.as_deref().unwrap_or("unknown cause")
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for StoreAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.summary(), self.hint())
+    }
 }
 
 /// A stream of an object's bytes, read as it is sent.

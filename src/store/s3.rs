@@ -1,25 +1,31 @@
 //! The S3 backend (AWS S3 or an S3-compatible store) behind `ObjectStore`:
 //! conditional creates, multipart uploads, ranged reads, server-side encryption.
 //!
-//! Only this file knows S3. Write-once rests on `If-None-Match: *`, which not
-//! every S3-compatible store honours: `check` finds out before anything is stored.
+//! Only this file and `check` know S3. Write-once rests on `If-None-Match: *`,
+//! which not every S3-compatible store honours: `check` finds out before anything
+//! is stored. Every upload carries its SHA-256, computed before it is sent, as a
+//! plain header: no streaming (`aws-chunked`) bodies or checksum trailers, which
+//! some stores refuse.
 
 use std::ops::Range;
 use std::path::Path;
 
 use async_trait::async_trait;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream as S3Body, Length};
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockMode,
     ServerSideEncryption,
 };
+use base64::Engine;
 use bytes::Bytes;
-
+use sha2::Digest;
 use time::OffsetDateTime;
 use tokio_util::io::ReaderStream;
 
-use super::{ByteStream, ObjectKey, ObjectMeta, ObjectStore, StoreError};
+use super::{ByteStream, ObjectKey, ObjectMeta, ObjectStore, StoreAnswer, StoreError};
 
 /// Server-side encryption asked of the bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,36 +87,140 @@ pub struct S3Store {
     settings: S3Settings,
 }
 
-fn backend(key: &str, what: impl std::fmt::Display) -> StoreError {
+fn local(key: &str, source: std::io::Error) -> StoreError {
     StoreError::Io {
         key: key.to_owned(),
-        source: std::io::Error::other(what.to_string()),
+        source,
     }
 }
 
-/// Describes an SDK error with the store's code and message, for logs.
-fn describe<E: ProvideErrorMetadata + std::fmt::Debug>(e: &SdkError<E>) -> String {
+/// A failed SDK call as a `StoreError` that carries the store's own answer.
+fn remote<E>(key: &str, op: &'static str, e: &SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    StoreError::Remote {
+        key: key.to_owned(),
+        op,
+        answer: answer_of(e),
+    }
+}
+
+/// What the store answered to a failed SDK call: status, code and message, or
+/// why there was no answer. The message falls back to the start of the body.
+pub fn answer_of<E>(e: &SdkError<E, HttpResponse>) -> StoreAnswer
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
     match e {
         SdkError::ServiceError(s) => {
-            let status = s.raw().status().as_u16();
             let inner = s.err();
-            format!(
-                "HTTP {status} {}: {}",
-                inner.code().unwrap_or("error"),
-                inner.message().unwrap_or("no message")
-            )
+            let message = inner.message().map(str::to_owned).or_else(|| {
+                s.raw()
+                    .body()
+                    .bytes()
+                    .filter(|b| !b.is_empty())
+                    .map(body_excerpt)
+            });
+            StoreAnswer {
+                status: Some(s.raw().status().as_u16()),
+                code: inner.code().map(str::to_owned),
+                message,
+                no_answer: None,
+            }
         }
-        SdkError::TimeoutError(_) => "timed out".into(),
-        SdkError::DispatchFailure(d) => format!("cannot reach the store: {d:?}"),
-        other => format!("{other:?}"),
+        SdkError::ResponseError(r) => StoreAnswer {
+            status: Some(r.raw().status().as_u16()),
+            code: None,
+            message: Some(format!("an answer callproof could not read: {}", causes(e))),
+            no_answer: None,
+        },
+        SdkError::TimeoutError(_) => StoreAnswer {
+            no_answer: Some(format!("timed out: {}", causes(e))),
+            ..StoreAnswer::default()
+        },
+        _ => StoreAnswer {
+            no_answer: Some(causes(e)),
+            ..StoreAnswer::default()
+        },
     }
 }
 
-fn status_of<E>(e: &SdkError<E>) -> Option<u16> {
+/// An error and every cause under it, in one line.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}
+
+/// The start of an error body that had no code, as printable text.
+fn body_excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+/// A body that broke off while it was read.
+fn reading(key: &str, op: &'static str, e: impl std::error::Error + 'static) -> StoreError {
+    StoreError::Remote {
+        key: key.to_owned(),
+        op,
+        answer: StoreAnswer {
+            no_answer: Some(format!("the body broke off: {}", causes(&e))),
+            ..StoreAnswer::default()
+        },
+    }
+}
+
+fn status_of<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
     match e {
         SdkError::ServiceError(s) => Some(s.raw().status().as_u16()),
         _ => None,
     }
+}
+
+/// SHA-256 of `len` bytes of a file from `offset`, base64 as S3 headers carry
+/// it; read in 64 KiB pieces off the async runtime.
+async fn file_sha256(path: &Path, offset: u64, len: u64) -> std::io::Result<String> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = std::fs::File::open(&path)?;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut left = len;
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = file.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("{} ended while it was being hashed", path.display()),
+                ));
+            }
+            hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
+        Ok(b64(&hasher.finalize()))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+fn b64(digest: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(digest)
 }
 
 impl S3Store {
@@ -135,8 +245,14 @@ impl S3Store {
             ));
         }
         let shared = loader.load().await;
-        let mut conf =
-            aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.path_style);
+        // Checksums only where S3 requires them: every upload sets its own
+        // SHA-256 header, so the SDK never turns a body into a streamed
+        // `aws-chunked` one with a checksum trailer (Garage refuses those).
+        // Checksums the store sends back on reads are still verified.
+        let mut conf = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(settings.path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenSupported);
         if let Some(endpoint) = &settings.endpoint {
             conf = conf.endpoint_url(endpoint);
         }
@@ -193,11 +309,21 @@ impl S3Store {
         }
     }
 
-    /// One conditional `PutObject` of `body`; 412 means the key was taken.
+    /// A copy whose multipart threshold is `threshold`, for the store check to
+    /// upload in parts (of the configured size) a file smaller than real ones.
+    pub fn with_multipart_threshold(&self, threshold: u64) -> S3Store {
+        let mut copy = self.clone();
+        copy.settings.multipart_threshold = threshold;
+        copy
+    }
+
+    /// One conditional `PutObject` of `body`, whose SHA-256 (base64) is
+    /// `sha256`; 412 means the key was taken.
     async fn put_body(
         &self,
         key: &ObjectKey,
         body: S3Body,
+        sha256: String,
         retain_until: Option<OffsetDateTime>,
     ) -> Result<(), StoreError> {
         let (sse, kms_key) = self.sse();
@@ -208,7 +334,9 @@ impl S3Store {
             .bucket(&self.settings.bucket)
             .key(self.full_key(key.as_str()))
             .if_none_match("*")
+            // Object Lock needs the algorithm named; the value travels as a header.
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(sha256)
             .set_server_side_encryption(sse)
             .set_ssekms_key_id(kms_key)
             .set_object_lock_mode(lock_mode)
@@ -217,7 +345,7 @@ impl S3Store {
         match put.send().await {
             Ok(_) => Ok(()),
             Err(e) if status_of(&e) == Some(412) => Err(StoreError::AlreadyExists(key.clone())),
-            Err(e) => Err(backend(key.as_str(), describe(&e))),
+            Err(e) => Err(remote(key.as_str(), "PutObject", &e)),
         }
     }
 
@@ -247,10 +375,21 @@ impl S3Store {
             .set_ssekms_key_id(kms_key)
             .set_object_lock_mode(lock_mode)
             .set_object_lock_retain_until_date(lock_until);
-        let upload = create.send().await.map_err(|e| backend(k, describe(&e)))?;
+        let upload = create
+            .send()
+            .await
+            .map_err(|e| remote(k, "CreateMultipartUpload", &e))?;
         let upload_id = upload
             .upload_id()
-            .ok_or_else(|| backend(k, "the store gave no upload id"))?
+            .ok_or_else(|| StoreError::Remote {
+                key: k.to_owned(),
+                op: "CreateMultipartUpload",
+                answer: StoreAnswer {
+                    status: Some(200),
+                    message: Some("the answer held no upload id".into()),
+                    ..StoreAnswer::default()
+                },
+            })?
             .to_owned();
         let result = async {
             let mut parts = Vec::new();
@@ -258,13 +397,16 @@ impl S3Store {
             let mut number = 1i32;
             while offset < size {
                 let len = self.settings.part_size.min(size - offset);
+                let sha256 = file_sha256(path, offset, len)
+                    .await
+                    .map_err(|e| local(k, e))?;
                 let body = S3Body::read_from()
                     .path(path)
                     .offset(offset)
                     .length(Length::Exact(len))
                     .build()
                     .await
-                    .map_err(|e| backend(k, e))?;
+                    .map_err(|e| local(k, std::io::Error::other(e)))?;
                 let part = self
                     .client
                     .upload_part()
@@ -272,16 +414,16 @@ impl S3Store {
                     .key(&full)
                     .upload_id(&upload_id)
                     .part_number(number)
-                    .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                    .checksum_sha256(&sha256)
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| backend(k, describe(&e)))?;
+                    .map_err(|e| remote(k, "UploadPart", &e))?;
                 parts.push(
                     CompletedPart::builder()
                         .part_number(number)
                         .set_e_tag(part.e_tag().map(str::to_owned))
-                        .set_checksum_sha256(part.checksum_sha256().map(str::to_owned))
+                        .checksum_sha256(part.checksum_sha256().unwrap_or(&sha256))
                         .build(),
                 );
                 offset += len;
@@ -304,19 +446,22 @@ impl S3Store {
             {
                 Ok(_) => Ok(()),
                 Err(e) if status_of(&e) == Some(412) => Err(StoreError::AlreadyExists(key.clone())),
-                Err(e) => Err(backend(k, describe(&e))),
+                Err(e) => Err(remote(k, "CompleteMultipartUpload", &e)),
             }
         }
         .await;
         if result.is_err() {
-            let _ = self
+            if let Err(e) = self
                 .client
                 .abort_multipart_upload()
                 .bucket(&self.settings.bucket)
                 .key(&full)
                 .upload_id(&upload_id)
                 .send()
-                .await;
+                .await
+            {
+                tracing::warn!(error = %remote(k, "AbortMultipartUpload", &e), "an unfinished upload stays in the bucket until a lifecycle rule removes it");
+            }
         }
         result
     }
@@ -325,7 +470,8 @@ impl S3Store {
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn create(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StoreError> {
-        self.put_body(key, S3Body::from(bytes), None).await
+        let sha256 = b64(&sha2::Sha256::digest(&bytes));
+        self.put_body(key, S3Body::from(bytes), sha256, None).await
     }
 
     async fn create_retained(
@@ -334,7 +480,8 @@ impl ObjectStore for S3Store {
         bytes: Bytes,
         retain_until: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        self.put_body(key, S3Body::from(bytes), Some(retain_until))
+        let sha256 = b64(&sha2::Sha256::digest(&bytes));
+        self.put_body(key, S3Body::from(bytes), sha256, Some(retain_until))
             .await
     }
 
@@ -348,17 +495,24 @@ impl ObjectStore for S3Store {
         path: &Path,
         retain_until: Option<OffsetDateTime>,
     ) -> Result<(), StoreError> {
+        let k = key.as_str();
         let size = tokio::fs::metadata(path)
             .await
-            .map_err(|e| backend(key.as_str(), e))?
+            .map_err(|e| local(k, e))?
             .len();
         if size > self.settings.multipart_threshold {
             return self.put_multipart(key, path, size, retain_until).await;
         }
-        let body = S3Body::from_path(path)
+        // Hashed first, so the checksum travels as a header and the file as a
+        // plain body of known length.
+        let sha256 = file_sha256(path, 0, size).await.map_err(|e| local(k, e))?;
+        let body = S3Body::read_from()
+            .path(path)
+            .length(Length::Exact(size))
+            .build()
             .await
-            .map_err(|e| backend(key.as_str(), e))?;
-        self.put_body(key, body, retain_until).await
+            .map_err(|e| local(k, std::io::Error::other(e)))?;
+        self.put_body(key, body, sha256, retain_until).await
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StoreError> {
@@ -375,11 +529,11 @@ impl ObjectStore for S3Store {
                     .body
                     .collect()
                     .await
-                    .map_err(|e| backend(key.as_str(), e))?;
+                    .map_err(|e| reading(key.as_str(), "GetObject", e))?;
                 Ok(Some(data.into_bytes()))
             }
             Err(e) if status_of(&e) == Some(404) => Ok(None),
-            Err(e) => Err(backend(key.as_str(), describe(&e))),
+            Err(e) => Err(remote(key.as_str(), "GetObject", &e)),
         }
     }
 
@@ -396,7 +550,7 @@ impl ObjectStore for S3Store {
                 size: out.content_length().unwrap_or(0).max(0) as u64,
             })),
             Err(e) if status_of(&e) == Some(404) => Ok(None),
-            Err(e) => Err(backend(key.as_str(), describe(&e))),
+            Err(e) => Err(remote(key.as_str(), "HeadObject", &e)),
         }
     }
 
@@ -429,7 +583,7 @@ impl ObjectStore for S3Store {
                 ))))
             }
             Err(e) if status_of(&e) == Some(404) => Ok(None),
-            Err(e) => Err(backend(key.as_str(), describe(&e))),
+            Err(e) => Err(remote(key.as_str(), "GetObject (range)", &e)),
         }
     }
 
@@ -444,7 +598,7 @@ impl ObjectStore for S3Store {
             .send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| backend(prefix, describe(&e)))?;
+            let page = page.map_err(|e| remote(prefix, "ListObjectsV2", &e))?;
             for obj in page.contents() {
                 if let Some(k) = obj
                     .key()
@@ -471,7 +625,7 @@ impl ObjectStore for S3Store {
         {
             Ok(_) => Ok(()),
             Err(e) if status_of(&e) == Some(404) => Ok(()),
-            Err(e) => Err(backend(key.as_str(), describe(&e))),
+            Err(e) => Err(remote(key.as_str(), "DeleteObject", &e)),
         }
     }
 

@@ -2,7 +2,8 @@
 //! server (conditional create, Object Lock) and s3s-fs (signatures, checksums).
 //! The store contract runs on both, skipping only what each one's store check
 //! says it lacks; a whole call runs on S3; a store that ignores `If-None-Match`
-//! is refused.
+//! is refused; fronts that refuse checksum trailers or multipart uploads, as
+//! some stores do, show uploads working without trailers and the refusal named.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -320,9 +321,7 @@ async fn a_whole_call_runs_on_s3_and_its_audio_streams_back_with_ranges() {
 /// An S3 endpoint that forwards to `upstream` but drops `If-None-Match`, so
 /// every create overwrites: how Garage 2.5 was measured to behave.
 async fn ignoring_if_none_match(upstream: String) -> String {
-    let proxy = Proxy::start(&["if-none-match"]).await;
-    proxy.route_to(vec![upstream]);
-    proxy.url
+    front(upstream, |_| None, &["if-none-match"]).await.0
 }
 
 fn binary_env(endpoint: &str, bucket: &str, data_dir: &std::path::Path) -> Vec<(String, String)> {
@@ -425,4 +424,250 @@ async fn a_store_that_ignores_if_none_match_is_reported_and_refused_without_the_
     let _ = child.wait();
     assert!(lines.contains("listening"), "{lines}");
     assert!(lines.contains("run exactly one instance"), "{lines}");
+}
+
+/// What a front answers instead of forwarding: status, S3 error code, message.
+type Refusal = (u16, &'static str, &'static str);
+
+/// An S3 endpoint that forwards to `upstream` (Host and every size kept, so
+/// signatures and HEAD answers still hold), without the request headers named
+/// in `drop`, except requests `refuse` answers itself, as a store without some
+/// feature does. Returns its URL and how many requests it refused.
+async fn front(
+    upstream: String,
+    refuse: fn(&axum::http::request::Parts) -> Option<Refusal>,
+    drop: &'static [&'static str],
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::body::{to_bytes, Body};
+    use axum::extract::Request;
+    use axum::response::Response;
+    use std::sync::atomic::Ordering;
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = refused.clone();
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let (client, upstream, count) = (client.clone(), upstream.clone(), count.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            if let Some((status, code, message)) = refuse(&parts) {
+                count.fetch_add(1, Ordering::SeqCst);
+                let xml = format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><Resource>{}</Resource><Region>garage</Region></Error>",
+                    parts.uri.path()
+                );
+                return Response::builder()
+                    .status(status)
+                    .header("content-type", "application/xml")
+                    .body(Body::from(xml))
+                    .expect("response");
+            }
+            let path = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+                .to_owned();
+            let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
+            let mut forward = client.request(parts.method, format!("{upstream}{path}"));
+            for (name, value) in &parts.headers {
+                // The body is forwarded whole, so nothing is left to continue.
+                let n = name.as_str();
+                if !matches!(n, "content-length" | "expect") && !drop.contains(&n) {
+                    forward = forward.header(name, value);
+                }
+            }
+            let Ok(resp) = forward.body(body).send().await else {
+                return Response::builder()
+                    .status(502)
+                    .body(Body::empty())
+                    .expect("response");
+            };
+            let mut out = Response::builder().status(resp.status());
+            for (name, value) in resp.headers() {
+                if !matches!(name.as_str(), "transfer-encoding" | "connection") {
+                    out = out.header(name, value);
+                }
+            }
+            out.body(Body::from(resp.bytes().await.unwrap_or_default()))
+                .expect("response")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), refused)
+}
+
+/// Garage 2.5's answer to a body sent as `aws-chunked` with a checksum trailer.
+fn refuse_streaming_trailers(parts: &axum::http::request::Parts) -> Option<Refusal> {
+    let h = &parts.headers;
+    let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let streamed = h.contains_key("x-amz-trailer")
+        || header("content-encoding").contains("aws-chunked")
+        || header("x-amz-content-sha256").starts_with("STREAMING-");
+    streamed.then_some((400, "InvalidRequest", "Invalid payload signature"))
+}
+
+fn refuse_multipart(parts: &axum::http::request::Parts) -> Option<Refusal> {
+    let query = parts.uri.query().unwrap_or("");
+    query
+        .split('&')
+        .any(|q| q == "uploads" || q == "uploads=")
+        .then_some((
+            501,
+            "NotImplemented",
+            "Multipart uploads are not implemented here",
+        ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_work_on_a_store_that_refuses_streaming_checksum_trailers() {
+    let server = start_s3s_fs();
+    bucket(&server.endpoint, "trailers", false).await;
+    let (endpoint, refused) = front(server.endpoint.clone(), refuse_streaming_trailers, &[]).await;
+
+    // The refusal is real: the SDK's default upload of a file (a streamed body
+    // with a checksum trailer) is turned away, with the store's answer.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blob");
+    std::fs::write(&path, vec![7u8; 3 * 1024 * 1024]).unwrap();
+    let default_client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&endpoint)
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                ACCESS_KEY, SECRET_KEY, None, None, "test",
+            ))
+            .build(),
+    );
+    let refused_upload = default_client
+        .put_object()
+        .bucket("trailers")
+        .key("default.bin")
+        .body(
+            aws_sdk_s3::primitives::ByteStream::from_path(&path)
+                .await
+                .unwrap(),
+        )
+        .send()
+        .await;
+    let err = refused_upload.expect_err("the front refuses streamed trailers");
+    let answer = callproof::store::s3::answer_of(&err);
+    assert_eq!(answer.status, Some(400), "{answer:?}");
+    assert_eq!(answer.message.as_deref(), Some("Invalid payload signature"));
+    assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // callproof's uploads carry their SHA-256 as a header: nothing is refused.
+    let store = S3Store::connect(settings(&endpoint, "trailers")).await;
+    let report = check::check_s3(&store, 8).await;
+    assert!(report.usable(), "{report:?}");
+    assert_eq!(report.operations.streamed_upload, Probe::Yes);
+    assert_eq!(report.operations.multipart_upload, Some(Probe::Yes));
+    assert_eq!(report.operations.ranged_read, Probe::Yes);
+    let shared: Arc<dyn ObjectStore> = Arc::new(store);
+    contract::file_creates_stream_and_are_write_once(shared.as_ref()).await;
+    contract::ranged_reads_return_exactly_the_range(shared.as_ref()).await;
+    assert_eq!(
+        refused.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "callproof sent a streamed checksum trailer"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_refuses_multipart_uploads_is_named_with_its_answer_and_refused() {
+    let server = start_moto();
+    bucket(&server.endpoint, "noparts", false).await;
+    let (endpoint, refused) = front(server.endpoint.clone(), refuse_multipart, &[]).await;
+    let store = S3Store::connect(settings(&endpoint, "noparts")).await;
+    let report = check::check_s3(&store, 8).await;
+    assert_eq!(report.operations.streamed_upload, Probe::Yes, "{report:?}");
+    let Some(Probe::No(why)) = &report.operations.multipart_upload else {
+        panic!("multipart must be reported refused: {report:?}");
+    };
+    assert!(
+        why.contains("CreateMultipartUpload answered HTTP 501 NotImplemented")
+            && why.contains("does not implement")
+            && why.contains("Multipart uploads are not implemented here"),
+        "{why}"
+    );
+    assert!(!report.usable());
+    assert!(refused.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+
+    // `store check` says so and fails; `serve` refuses even with the override.
+    let dir = tempfile::tempdir().unwrap();
+    let env = binary_env(&endpoint, "noparts", dir.path());
+    let bin = env!("CARGO_BIN_EXE_callproof");
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(args)
+            .current_dir(dir.path())
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("CALLPROOF_S3_ACCEPT_OVERWRITE_RISK", "true");
+        cmd
+    };
+    let mut check_cmd = run(&["store", "check"]);
+    let out = tokio::task::spawn_blocking(move || check_cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        printed["operations"]["multipart_upload"]["result"], "no",
+        "{printed}"
+    );
+    assert_eq!(
+        printed["operations"]["streamed_upload"]["result"], "yes",
+        "{printed}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot store recordings") && stderr.contains("HTTP 501"),
+        "{stderr}"
+    );
+    let mut serve_cmd = run(&["serve"]);
+    let out = tokio::task::spawn_blocking(move || serve_cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("multipart upload: no") && stderr.contains("NotImplemented"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_store_error_carries_the_stores_status_code_and_message() {
+    let server = start_moto();
+    let store = S3Store::connect(settings(&server.endpoint, "no-such-bucket")).await;
+    let key = callproof::store::ObjectKey::new("confirmations/x/request.json").unwrap();
+    let err = store
+        .create(&key, bytes::Bytes::from_static(b"{}"))
+        .await
+        .unwrap_err();
+    let answer = err.answer().cloned().unwrap_or_default();
+    assert_eq!(answer.status, Some(404), "{err}");
+    assert_eq!(answer.code.as_deref(), Some("NoSuchBucket"), "{err}");
+    let line = err.to_string();
+    assert!(
+        line.contains("confirmations/x/request.json")
+            && line.contains("PutObject answered HTTP 404 NoSuchBucket")
+            && line.contains("create the bucket"),
+        "{line}"
+    );
+    // No answer at all says so, and where to look.
+    let port = free_port();
+    let gone = S3Store::connect(settings(&format!("http://127.0.0.1:{port}"), "x")).await;
+    let err = gone.head(&key).await.unwrap_err();
+    let answer = err.answer().cloned().unwrap_or_default();
+    assert_eq!(answer.status, None, "{err}");
+    assert!(
+        err.to_string().contains("HeadObject got no answer")
+            && err.to_string().contains("reachable"),
+        "{err}"
+    );
 }
