@@ -182,8 +182,17 @@ impl Fetcher {
                     next.scheme()
                 )));
             }
-            // Public addresses only, unless the host is explicitly allowed
-            // (names are checked again by the resolver at connection time).
+            // Public addresses only. A host the allow list names may be
+            // internal, so a redirect reaches it only at an allowed scheme and
+            // port, never at another service on the same machine. (Names are
+            // checked again by the resolver at connection time.)
+            let named = netguard::host_of(&next).is_some_and(|h| s.media_hosts.names_host(&h));
+            if named && !s.media_hosts.allows(&next) {
+                return Err(FetchError::Forbidden(format!(
+                    "a redirect to {}, a listed media host at a port or scheme that is not listed",
+                    next.origin().ascii_serialization()
+                )));
+            }
             netguard::check_literal(&next, &s.media_hosts)
                 .map_err(|e| FetchError::Forbidden(format!("a redirect to {e}")))?;
             current = next;

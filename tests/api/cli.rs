@@ -312,56 +312,38 @@ fn production_refuses_development_credentials_a_missing_or_http_url_and_a_shared
     );
     assert!(!dir.path().join("data/dev-credentials.toml").exists());
 
-    let out = Command::new(BIN)
-        .arg("serve")
-        .current_dir(dir.path())
-        .env("CALLPROOF_ENV", "production")
-        .env("CALLPROOF_LISTEN", "127.0.0.1:0")
-        .env("CALLPROOF_TWILIO_ACCOUNT_SID", "AC1")
-        .env("CALLPROOF_TWILIO_AUTH_TOKEN", "t".repeat(32))
-        .env("CALLPROOF_API_KEYS", format!("agent:{}", "k".repeat(20)))
-        .env("CALLPROOF_TOKEN_SECRET", "s".repeat(40))
-        .output()
-        .unwrap();
+    // Production with every other secret set, the callback secret if asked, and `url`.
+    let production = |url: Option<&str>, token_secret: &str, callback_secret: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .current_dir(dir.path())
+            .env("CALLPROOF_ENV", "production")
+            .env("CALLPROOF_LISTEN", "127.0.0.1:0")
+            .env("CALLPROOF_TWILIO_ACCOUNT_SID", "AC1")
+            .env("CALLPROOF_TWILIO_AUTH_TOKEN", "t".repeat(32))
+            .env("CALLPROOF_API_KEYS", format!("agent:{}", "k".repeat(20)))
+            .env("CALLPROOF_TOKEN_SECRET", token_secret);
+        if let Some(url) = url {
+            cmd.env("CALLPROOF_PUBLIC_URL", url);
+        }
+        if callback_secret {
+            cmd.env("CALLPROOF_CALLBACK_SECRET", crate::helpers::CALLBACK_SECRET);
+        }
+        cmd.output().unwrap()
+    };
+    let out = production(None, &"s".repeat(40), false);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("CALLPROOF_CALLBACK_SECRET"));
-
-    let out = Command::new(BIN)
-        .arg("serve")
-        .current_dir(dir.path())
-        .env("CALLPROOF_ENV", "production")
-        .env("CALLPROOF_LISTEN", "127.0.0.1:0")
-        .env("CALLPROOF_TWILIO_ACCOUNT_SID", "AC1")
-        .env("CALLPROOF_TWILIO_AUTH_TOKEN", "t".repeat(32))
-        .env("CALLPROOF_API_KEYS", format!("agent:{}", "k".repeat(20)))
-        .env("CALLPROOF_TOKEN_SECRET", "s".repeat(40))
-        .env("CALLPROOF_CALLBACK_SECRET", crate::helpers::CALLBACK_SECRET)
-        .output()
-        .unwrap();
+    let out = production(None, &"s".repeat(40), true);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("CALLPROOF_PUBLIC_URL"));
 
     // An http public URL, and a token secret that is the provider's token, are refused too.
-    let production = |url: &str, secret: &str| {
-        Command::new(BIN)
-            .arg("serve")
-            .current_dir(dir.path())
-            .env("CALLPROOF_ENV", "production")
-            .env("CALLPROOF_LISTEN", "127.0.0.1:0")
-            .env("CALLPROOF_PUBLIC_URL", url)
-            .env("CALLPROOF_TWILIO_ACCOUNT_SID", "AC1")
-            .env("CALLPROOF_TWILIO_AUTH_TOKEN", "t".repeat(32))
-            .env("CALLPROOF_API_KEYS", format!("agent:{}", "k".repeat(20)))
-            .env("CALLPROOF_TOKEN_SECRET", secret)
-            .env("CALLPROOF_CALLBACK_SECRET", crate::helpers::CALLBACK_SECRET)
-            .output()
-            .unwrap()
-    };
-    let out = production("http://cp.example.com", &"s".repeat(40));
+    let out = production(Some("http://cp.example.com"), &"s".repeat(40), true);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("refuses the http public URL"), "{stderr}");
-    let out = production("https://cp.example.com", &"t".repeat(32));
+    let out = production(Some("https://cp.example.com"), &"t".repeat(32), true);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

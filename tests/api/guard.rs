@@ -120,8 +120,8 @@ async fn recordings_past_the_limit_per_call_are_refused() {
     assert_eq!(app.press(&started.answer, CALL, "1").await.status(), 200);
     let first = speech_media("RE00000000000000000000000000000001").await;
     let second = speech_media("RE00000000000000000000000000000002").await;
-    let send = |sid: &'static str, url: String| {
-        let (app, cb) = (&app, started.callback.clone());
+    let send = |sid: &'static str, media: &callproof::simulate::media::MediaServer| {
+        let (app, cb, url) = (&app, started.callback.clone(), media.recording_url.clone());
         async move {
             app.webhook(&cb, &recording_params(CALL, sid, &url), AUTH_TOKEN)
                 .await
@@ -129,31 +129,14 @@ async fn recordings_past_the_limit_per_call_are_refused() {
                 .as_u16()
         }
     };
-    assert_eq!(
-        send(
-            "RE00000000000000000000000000000001",
-            first.recording_url.clone()
-        )
-        .await,
-        204
+    let (one, two) = (
+        "RE00000000000000000000000000000001",
+        "RE00000000000000000000000000000002",
     );
+    assert_eq!(send(one, &first).await, 204);
     // The same recording again is a repeat, not a second recording.
-    assert_eq!(
-        send(
-            "RE00000000000000000000000000000001",
-            first.recording_url.clone()
-        )
-        .await,
-        204
-    );
-    assert_eq!(
-        send(
-            "RE00000000000000000000000000000002",
-            second.recording_url.clone()
-        )
-        .await,
-        403
-    );
+    assert_eq!(send(one, &first).await, 204);
+    assert_eq!(send(two, &second).await, 403);
     let record = app.wait_record(&started.id, complete).await;
     assert_eq!(
         record["recording"]["recording_sid"],
@@ -194,4 +177,76 @@ async fn callback_urls_inside_the_network_are_refused_unless_allowed() {
     body["callback_url"] = json!("http://127.0.0.1:9/hook");
     let created = app.create(&body).await;
     assert_eq!(app.stored("jobs/callbacks/").await, 1, "{created}");
+}
+
+/// A media host on loopback that answers every request with a redirect to `to`.
+async fn redirecting(to: String) -> (String, Arc<AtomicUsize>) {
+    use axum::routing::get;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let count = hits.clone();
+    let app = axum::Router::new().fallback(get(move || {
+        let (to, count) = (to.clone(), count.clone());
+        async move {
+            count.fetch_add(1, Ordering::SeqCst);
+            (
+                axum::http::StatusCode::FOUND,
+                [(axum::http::header::LOCATION, to)],
+            )
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), hits)
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_to_plain_http_or_internal_addresses() {
+    let counter = Counter::start().await;
+    for to in [
+        format!("http://127.0.0.1:{}/elsewhere.wav", counter.port),
+        format!("https://127.0.0.1:{}/elsewhere.wav", counter.port),
+        "https://169.254.169.254/latest/meta-data/".to_owned(),
+    ] {
+        let (media_host, hits) = redirecting(to.clone()).await;
+        let app = spawn_with(Options {
+            extra: vec![
+                ("CALLPROOF_MEDIA_HOSTS", media_host.clone()),
+                ("CALLPROOF_RECORDING_DOWNLOAD_ATTEMPTS", "1".into()),
+                ("CALLPROOF_JOB_PARK_AFTER_FAILURES", "1".into()),
+            ],
+            ..Options::default()
+        })
+        .await;
+        let started = app.start_call(CALL).await;
+        assert_eq!(app.press(&started.answer, CALL, "1").await.status(), 200);
+        let url = format!("{media_host}/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/RE1");
+        let r = app
+            .webhook(
+                &started.callback,
+                &recording_params(CALL, "RE00000000000000000000000000000001", &url),
+                AUTH_TOKEN,
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), 204, "the allowed host is accepted");
+        wait_until("the job is parked", 20, async || {
+            app.stored("jobs/parked/").await == 1
+        })
+        .await;
+        let jobs: serde_json::Value = app
+            .get_with("/v1/jobs", Some(COMPLIANCE_KEY))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let error = jobs["jobs"][0]["last_error"].as_str().unwrap().to_owned();
+        assert!(error.contains("not fetched: a redirect"), "{to}: {error}");
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "{to}: the allowed host once"
+        );
+        app.stop().await;
+    }
+    assert_eq!(counter.accepted.load(Ordering::SeqCst), 0, "no connection");
 }
