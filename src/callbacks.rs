@@ -162,6 +162,8 @@ impl Callbacks {
             .timeout(settings.timeout)
             .connect_timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment would resolve names itself, past the guard.
+            .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver::new(settings.allowed.clone())))
             .build()?;
         Ok(Callbacks(Arc::new(Inner {
@@ -224,13 +226,16 @@ impl Callbacks {
         now: OffsetDateTime,
     ) -> Result<Option<CallbackEvent>, RepoError> {
         let c = &self.0.confirmations;
-        let (outcome, at) = match c.outcome(&request.id).await? {
-            Some(o) => (o.outcome.as_str().to_owned(), o.at),
+        let fact = match c.outcome(&request.id).await? {
+            Some(o) => o,
+            // Expiry is settled as a write-once outcome before it is sent, so
+            // a call that claims the request meanwhile cannot end otherwise.
             None if now >= request.expires_at && c.call(&request.id).await?.is_none() => {
-                ("expired".to_owned(), request.expires_at)
+                c.expire(request).await?.into_inner()
             }
             None => return Ok(None),
         };
+        let (outcome, at) = (fact.outcome.as_str().to_owned(), fact.at);
         let event_type = format!("confirmation.{outcome}");
         Ok(Some(CallbackEvent {
             id: format!("evt_{}", digest_id(&format!("{}:{event_type}", request.id))),
@@ -247,7 +252,16 @@ impl Callbacks {
     /// Posts `body` once, signed with a fresh timestamp.
     async fn post(&self, url: &Url, event_id: &str, body: &[u8]) -> anyhow::Result<()> {
         self.check_scheme(url)?;
-        netguard::check_literal(url, &self.0.settings.allowed)?;
+        let allowed = &self.0.settings.allowed;
+        // A listed host may be internal, so only at the port listed now: a
+        // URL accepted under an older, wider list is not sent.
+        let named = netguard::host_of(url).is_some_and(|h| allowed.names_host(&h));
+        if named && !allowed.allows(url) {
+            anyhow::bail!(
+                "callback_url names a host of CALLPROOF_CALLBACK_ALLOWED_HOSTS at a port that is not listed"
+            );
+        }
+        netguard::check_literal(url, allowed)?;
         let timestamp = OffsetDateTime::now_utc().unix_timestamp();
         let signature = self.0.settings.secret.sign(event_id, timestamp, body);
         let resp = self
@@ -344,7 +358,14 @@ mod tests {
     #[test]
     fn every_outcome_has_an_event_type() {
         use crate::confirmations::Outcome::*;
-        for o in [Confirmed, Declined, NoAnswer, TransferredToAgent, Abandoned] {
+        for o in [
+            Confirmed,
+            Declined,
+            NoAnswer,
+            TransferredToAgent,
+            Abandoned,
+            Expired,
+        ] {
             let t = format!("confirmation.{}", o.as_str());
             assert!(EVENT_TYPES.contains(&t.as_str()), "{t}");
             assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());

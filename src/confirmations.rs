@@ -124,6 +124,9 @@ pub enum Outcome {
     TransferredToAgent,
     /// The caller hung up before answering.
     Abandoned,
+    /// No call took the request before it expired. Written only when the
+    /// request's outcome callback needs it settled; never has a record.
+    Expired,
 }
 
 /// The final fact of a request.
@@ -169,6 +172,7 @@ impl Outcome {
             Outcome::NoAnswer => "no_answer",
             Outcome::TransferredToAgent => "transferred_to_agent",
             Outcome::Abandoned => "abandoned",
+            Outcome::Expired => "expired",
         }
     }
 }
@@ -181,6 +185,7 @@ impl From<Outcome> for Status {
             Outcome::NoAnswer => Status::NoAnswer,
             Outcome::TransferredToAgent => Status::TransferredToAgent,
             Outcome::Abandoned => Status::Abandoned,
+            Outcome::Expired => Status::Expired,
         }
     }
 }
@@ -474,6 +479,25 @@ impl Confirmations {
             .await?;
         self.close_flow(id).await?;
         Ok(written)
+    }
+
+    /// Settles a request that no call took before `expires_at` as `expired`,
+    /// once; a claim or outcome that won the race is returned instead. An
+    /// outcome is write-once, so a late call finds the request settled.
+    pub async fn expire(
+        &self,
+        request: &ConfirmationRequest,
+    ) -> Result<Written<OutcomeFact>, RepoError> {
+        let fact = OutcomeFact {
+            outcome: Outcome::Expired,
+            call_sid: None,
+            at: request.expires_at,
+        };
+        self.create_or_existing(
+            key(format!("{}outcome.json", Self::prefix(&request.id))),
+            fact,
+        )
+        .await
     }
 
     /// Keeps when the provider reported the call over; the first report stands.

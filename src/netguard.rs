@@ -55,6 +55,8 @@ fn is_internal_v6(ip: Ipv6Addr) -> bool {
         || (s[0] == 0x2001 && s[1] == 0) // Teredo, 2001::/32: tunnels to any IPv4 host
         || (s[..6] == [0; 6] && is_internal_v4(embedded(s[6], s[7]))) // IPv4-compatible, ::/96
         || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && is_internal_v4(embedded(s[6], s[7]))) // NAT64
+        || (s[..3] == [0x64, 0xff9b, 1]) // local-use NAT64, 64:ff9b:1::/48: any IPv4 inside
+        || (s[..6] == [0, 0, 0, 0, 0xffff, 0] && is_internal_v4(embedded(s[6], s[7]))) // IPv4-translated, ::ffff:0:0:0/96
         || (s[0] == 0x2002 && is_internal_v4(embedded(s[1], s[2]))) // 6to4, 2002::/16
 }
 
@@ -151,10 +153,18 @@ impl AllowList {
                 return Err(format!("{item}: give a host and port only, no path"));
             }
             let host = host_of(&url).ok_or_else(|| format!("{item}: no host"))?;
+            // The port as written: `url.port()` hides 80, the default of http.
+            let port = match item.rsplit_once(':') {
+                Some((h, p)) if !h.is_empty() && (!h.contains(':') || h.ends_with(']')) => Some(
+                    p.parse::<u16>()
+                        .map_err(|_| format!("{item}: the port is not a number"))?,
+                ),
+                _ => None,
+            };
             rules.push(HostRule {
                 https: true,
                 host,
-                port: url.port(),
+                port,
                 any_scheme: true,
             });
         }
@@ -241,6 +251,9 @@ pub enum Refusal {
     /// The name did not resolve.
     #[error("the host name does not resolve: {0}")]
     Unresolvable(String),
+    /// Not the shape the URL must have.
+    #[error("not a recording URL of this account: {0}")]
+    Shape(String),
 }
 
 /// Refuses a URL whose host is an internal IP literal, unless the host is named
@@ -363,6 +376,8 @@ mod tests {
             "2002:7f00:0001::1",
             "2001:db8::1",
             "2001:0:4136:e378::1",
+            "64:ff9b:1::a00:5",
+            "::ffff:0:a00:5",
         ] {
             assert!(is_internal(ip(a)), "{a} should be internal");
         }
@@ -411,6 +426,12 @@ mod tests {
 
     #[test]
     fn callback_host_lists_take_either_scheme_and_any_port_when_none_is_given() {
+        let port80 = AllowList::parse_hosts("127.0.0.1:80").unwrap();
+        assert!(port80.allows(&Url::parse("http://127.0.0.1/hook").unwrap()));
+        assert!(
+            !port80.allows(&Url::parse("http://127.0.0.1:6379/").unwrap()),
+            "port 80 written is port 80, not any port"
+        );
         let list = AllowList::parse_hosts("127.0.0.1:9000, hooks.internal").unwrap();
         let ok = |u: &str| list.allows(&Url::parse(u).unwrap());
         assert!(ok("http://127.0.0.1:9000/hook"));

@@ -388,6 +388,7 @@ impl Flow<'_> {
                 None => Response::new().say(self.say(p.no_answer.as_str())).hangup(),
             },
             Outcome::Abandoned => Response::new().hangup(),
+            Outcome::Expired => Response::new().say(self.say(p.expired.as_str())).hangup(),
         }
     }
 }

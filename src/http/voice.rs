@@ -126,8 +126,12 @@ async fn start_work(s: AppState, hook: Hook<extract::Start>) -> Response {
         let id = &request.id;
         let on_err = internal(request.locale);
         let prompts = s.prompts.locale(request.locale);
-        if s.confirmations.outcome(id).await.map_err(on_err)?.is_some() {
-            return Ok(notice(prompts, Notice::AlreadyDone, None));
+        if let Some(done) = s.confirmations.outcome(id).await.map_err(on_err)? {
+            let said = match done.outcome {
+                Outcome::Expired => Notice::Expired,
+                _ => Notice::AlreadyDone,
+            };
+            return Ok(notice(prompts, said, None));
         }
         if s.confirmations
             .call(id)

@@ -44,7 +44,12 @@ impl Ingest {
         let ext = self.0.settings.format.extension();
         let original = dir.join(format!("original.{ext}"));
         let archival = dir.join("archival.wav");
-        let url = format!("{}.{ext}", job.event.recording_url);
+        // Checked again: a job queued before a setting changed fetches nothing it now may not.
+        let url = self
+            .0
+            .fetch
+            .media_url(&job.event, self.0.settings.format)
+            .map_err(|e| anyhow::anyhow!("recording refused: {e}"))?;
         self.0.fetch.download_with_retries(&url, &original).await?;
         let mut transcoded = self.transcode(&original, &archival).await;
         if matches!(transcoded, Err(AudioError::Truncated { .. })) {

@@ -19,6 +19,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::metrics::Metrics;
 use crate::netguard::{self, AllowList, GuardedResolver, Refusal};
+use crate::provider::{RecordingEvent, RecordingFormat};
 
 /// Redirect hops followed at most.
 pub const MAX_REDIRECTS: usize = 3;
@@ -93,6 +94,8 @@ impl Fetcher {
             .timeout(settings.timeout)
             .connect_timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment would resolve names itself, past the guard.
+            .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver::new(settings.media_hosts.clone())))
             .build()?;
         Ok(Fetcher {
@@ -102,22 +105,51 @@ impl Fetcher {
         })
     }
 
-    /// Whether a recording URL may be fetched at all: its scheme, host and port
-    /// are on the media allow list. Checked when the callback arrives.
-    pub fn allowed(&self, url: &str) -> Result<Url, Refusal> {
-        let url = Url::parse(url).map_err(|_| Refusal::NotHttp)?;
+    /// The URL to fetch a recording from, if its callback's `RecordingUrl` may
+    /// be fetched at all: an allowed media host (scheme, host and port), no
+    /// user, query or fragment, and a path that ends in
+    /// `/Accounts/<this account>/Recordings/<its RecordingSid>`, the shape
+    /// Twilio, SignalWire and Telnyx use. The extension for `format` is added
+    /// to the path. Checked when the callback arrives and again before each fetch.
+    pub fn media_url(
+        &self,
+        event: &RecordingEvent,
+        format: RecordingFormat,
+    ) -> Result<Url, Refusal> {
+        let mut url = Url::parse(&event.recording_url).map_err(|_| Refusal::NotHttp)?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Refusal::NotHttp);
         }
         if !self.settings.media_hosts.allows(&url) {
             return Err(Refusal::HostNotAllowed);
         }
+        if !url.username().is_empty()
+            || url.password().is_some()
+            || url.query().is_some()
+            || url.fragment().is_some()
+        {
+            return Err(Refusal::Shape(
+                "a user, query or fragment in the URL".into(),
+            ));
+        }
+        let sid = &event.recording_sid;
+        if sid.is_empty() || sid.len() > 64 || !sid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(Refusal::Shape("a RecordingSid that is not an id".into()));
+        }
+        let tail = format!("/Accounts/{}/Recordings/{sid}", self.settings.account_sid);
+        if !url.path().ends_with(&tail) {
+            return Err(Refusal::Shape(format!(
+                "a path that does not end in {tail}"
+            )));
+        }
+        let path = format!("{}.{}", url.path(), format.extension());
+        url.set_path(&path);
         Ok(url)
     }
 
     /// Downloads `url` to `to`, retrying 404, 408, 429, 5xx and network errors
     /// with exponential backoff and jitter.
-    pub async fn download_with_retries(&self, url: &str, to: &Path) -> anyhow::Result<()> {
+    pub async fn download_with_retries(&self, url: &Url, to: &Path) -> anyhow::Result<()> {
         let s = &self.settings;
         let mut delay = s.retry_base;
         for attempt in 1..=s.attempts {
@@ -144,12 +176,16 @@ impl Fetcher {
     }
 
     /// The first answer that is not a redirect, having followed the allowed redirects.
-    async fn follow(&self, url: &str) -> Result<reqwest::Response, FetchError> {
+    async fn follow(&self, first: &Url) -> Result<reqwest::Response, FetchError> {
         let s = &self.settings;
-        let first = self
-            .allowed(url)
-            .map_err(|e| FetchError::Forbidden(format!("{url}: {e}")))?;
-        netguard::check_literal(&first, &s.media_hosts)
+        if !s.media_hosts.allows(first) {
+            return Err(FetchError::Forbidden(format!(
+                "{}: {}",
+                first.origin().ascii_serialization(),
+                Refusal::HostNotAllowed
+            )));
+        }
+        netguard::check_literal(first, &s.media_hosts)
             .map_err(|e| FetchError::Forbidden(e.to_string()))?;
         let mut current = first.clone();
         for hop in 0..=MAX_REDIRECTS {
@@ -202,7 +238,7 @@ impl Fetcher {
         )))
     }
 
-    async fn download(&self, url: &str, to: &Path) -> Result<u64, FetchError> {
+    async fn download(&self, url: &Url, to: &Path) -> Result<u64, FetchError> {
         let s = &self.settings;
         let resp = self.follow(url).await?;
         let status = resp.status().as_u16();

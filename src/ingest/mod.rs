@@ -21,6 +21,7 @@ use crate::confirmations::{create_json, digest_id, read_json, Confirmations, Rep
 use crate::domain::ConfirmationId;
 use crate::jobs::{Handler, JobKind, Progress, Queue};
 use crate::metrics::Metrics;
+use crate::netguard::Refusal;
 use crate::provider::{RecordingEvent, RecordingFormat};
 use crate::record::complete::Completion;
 use crate::record::repo::RefusedRecording;
@@ -68,12 +69,16 @@ pub enum Accepted {
     Duplicate,
     /// Refused: nothing will be fetched; the reason is kept for the record.
     Refused {
-        /// `host` (not on the media allow list) or `count` (too many for the call).
+        /// `host` (not on the media allow list), `shape` (not this account's
+        /// recording URL) or `count` (too many for the call).
         cause: &'static str,
         /// Why, as the record says it.
         reason: String,
     },
 }
+
+/// Refusal reasons kept per confirmation at most.
+const MAX_REFUSALS_KEPT: usize = 8;
 
 /// One accepted recording of a call: slot `n` of `max_per_call`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -147,14 +152,18 @@ impl Ingest {
         reason: String,
         now: OffsetDateTime,
     ) -> Result<Accepted, RepoError> {
-        let refused = RefusedRecording {
-            reason: reason.clone(),
-            at: now,
-        };
-        self.0
-            .records
-            .refuse(id, &event.recording_sid, &refused)
-            .await?;
+        // A few reasons are enough for the record; a flood of refused
+        // callbacks for one call adds nothing to the store.
+        if self.0.records.refusals(id).await?.len() < MAX_REFUSALS_KEPT {
+            let refused = RefusedRecording {
+                reason: reason.clone(),
+                at: now,
+            };
+            self.0
+                .records
+                .refuse(id, &event.recording_sid, &refused)
+                .await?;
+        }
         self.0
             .metrics
             .inc("callproof_recordings_refused_total", &[("reason", cause)]);
@@ -201,17 +210,21 @@ impl Ingest {
         event: RecordingEvent,
         now: OffsetDateTime,
     ) -> Result<Accepted, RepoError> {
-        if let Err(e) = self.0.fetch.allowed(&event.recording_url) {
+        if let Err(e) = self.0.fetch.media_url(&event, self.0.settings.format) {
             let host = reqwest::Url::parse(&event.recording_url)
                 .ok()
                 .and_then(|u| u.host_str().map(str::to_owned))
                 .unwrap_or_else(|| "(none)".to_owned());
-            tracing::warn!(confirmation = %id, host = %host, reason = %e, "recording refused: its URL is not on CALLPROOF_MEDIA_HOSTS; nothing was fetched");
+            let cause = match e {
+                Refusal::Shape(_) => "shape",
+                _ => "host",
+            };
+            tracing::warn!(confirmation = %id, host = %host, reason = %e, "recording refused: its URL may not be fetched (CALLPROOF_MEDIA_HOSTS); nothing was fetched");
             return self
                 .refuse(
                     id,
                     &event,
-                    "host",
+                    cause,
                     format!("recording refused: {e} ({host})"),
                     now,
                 )

@@ -158,9 +158,15 @@ impl Leases {
         }
     }
 
-    /// Removes every generation of the lease on `name`, once its work is done.
+    /// Removes every generation of the lease on `name` once its work is done,
+    /// if this instance still holds it; a lease another instance took over is theirs.
     pub async fn release(&self, name: &str) -> Result<(), RepoError> {
-        Ok(delete_all(self.store.as_ref(), &prefix(name)).await?)
+        match self.current(name).await? {
+            Some(f) if f.owner == self.owner => {
+                Ok(delete_all(self.store.as_ref(), &prefix(name)).await?)
+            }
+            _ => Ok(()),
+        }
     }
 }
 

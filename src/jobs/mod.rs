@@ -289,16 +289,42 @@ struct Inner {
     metrics: Arc<Metrics>,
     tx: mpsc::UnboundedSender<JobRef>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<JobRef>>>,
-    in_flight: Mutex<HashSet<String>>,
+    /// Jobs dispatched on this instance and not yet finished: each job is
+    /// waiting or running at most once, however often it is dispatched.
+    dispatched: Mutex<HashMap<String, Dispatch>>,
+    /// Jobs with a retry timer running: at most one each.
+    timers: Mutex<HashSet<String>>,
 }
 
-/// Removes a job from the in-flight set when its attempt ends, however it ends.
-struct InFlight<'a>(&'a Inner, String);
+/// Where a dispatched job stands on this instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dispatch {
+    /// Waiting for a slot of its kind.
+    Waiting,
+    /// Being attempted.
+    Running,
+    /// Being attempted, and dispatched again meanwhile: it runs once more.
+    RunningAgain,
+}
 
-impl Drop for InFlight<'_> {
+/// Ends a job's attempt on this instance, however it ends (a panic included):
+/// it is dispatched once more if that was asked for meanwhile.
+struct Finished<'a>(&'a Queue, JobRef);
+
+impl Drop for Finished<'_> {
     fn drop(&mut self) {
-        if let Ok(mut set) = self.0.in_flight.lock() {
-            set.remove(&self.1);
+        let again = match self.0 .0.dispatched.lock() {
+            Ok(mut d) => match d.remove(&self.1.id) {
+                Some(Dispatch::RunningAgain) => {
+                    d.insert(self.1.id.clone(), Dispatch::Waiting);
+                    true
+                }
+                _ => false,
+            },
+            Err(_) => false,
+        };
+        if again {
+            let _ = self.0 .0.tx.send(self.1.clone());
         }
     }
 }
@@ -318,7 +344,8 @@ impl Queue {
             metrics,
             tx,
             rx: Mutex::new(Some(rx)),
-            in_flight: Mutex::new(HashSet::new()),
+            dispatched: Mutex::new(HashMap::new()),
+            timers: Mutex::new(HashSet::new()),
         }))
     }
 
@@ -342,12 +369,29 @@ impl Queue {
         Ok(fresh)
     }
 
-    /// Asks this instance's worker to try a queued job now.
+    /// Asks this instance's worker to try a queued job now; a job already
+    /// waiting is not queued twice, and one running runs once more after.
     pub fn dispatch(&self, kind: JobKind, id: &str) {
-        let _ = self.0.tx.send(JobRef {
-            kind,
-            id: id.to_owned(),
-        });
+        let send = match self.0.dispatched.lock() {
+            Ok(mut d) => match d.get(id).copied() {
+                None => {
+                    d.insert(id.to_owned(), Dispatch::Waiting);
+                    true
+                }
+                Some(Dispatch::Running) => {
+                    d.insert(id.to_owned(), Dispatch::RunningAgain);
+                    false
+                }
+                Some(Dispatch::Waiting | Dispatch::RunningAgain) => false,
+            },
+            Err(_) => false,
+        };
+        if send {
+            let _ = self.0.tx.send(JobRef {
+                kind,
+                id: id.to_owned(),
+            });
+        }
     }
 
     /// Runs the worker with one handler per kind, and queues every job left from before.
@@ -372,15 +416,22 @@ impl Queue {
                 let Some((handler, slots)) = hs.get(&job.kind) else {
                     continue;
                 };
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    break;
-                };
-                let (w, h) = (worker.clone(), handler.clone());
+                // Each job waits for a slot of its own kind in its own task,
+                // so a kind whose slots are all busy never holds up another.
+                let (w, h, slots) = (worker.clone(), handler.clone(), slots.clone());
                 tokio::spawn(async move {
+                    let _finished = Finished(&w, job.clone());
+                    let Ok(_permit) = slots.acquire_owned().await else {
+                        return;
+                    };
+                    if let Ok(mut d) = w.0.dispatched.lock() {
+                        if d.get(&job.id) == Some(&Dispatch::Waiting) {
+                            d.insert(job.id.clone(), Dispatch::Running);
+                        }
+                    }
                     if let Err(e) = w.attempt(&job, h.as_ref()).await {
                         tracing::error!(kind = job.kind.as_str(), job = %job.id, error = %e, "job failed; it stays queued and is tried again");
                     }
-                    drop(permit);
                 });
             }
         });
@@ -449,16 +500,6 @@ impl Queue {
     /// One attempt at a job: skipped when it is in flight here, leased to
     /// another instance, or still waiting out its retry delay.
     async fn attempt(&self, job: &JobRef, handler: &dyn Handler) -> anyhow::Result<()> {
-        let claimed = self
-            .0
-            .in_flight
-            .lock()
-            .map(|mut set| set.insert(job.id.clone()))
-            .unwrap_or(false);
-        if !claimed {
-            return Ok(());
-        }
-        let _guard = InFlight(&self.0, job.id.clone());
         let store = self.0.store.as_ref();
         let failures = failures_of(store, &job.id).await?;
         if let (Some(last), Some(wait)) = (failures.last(), handler.retry_after(failures.len())) {
@@ -493,10 +534,22 @@ impl Queue {
         let Ok(wait) = Duration::try_from(wait) else {
             return;
         };
+        let fresh = self
+            .0
+            .timers
+            .lock()
+            .map(|mut t| t.insert(job.id.clone()))
+            .unwrap_or(false);
+        if !fresh {
+            return; // one timer per job is enough
+        }
         let this = self.clone();
         let job = job.clone();
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
+            if let Ok(mut t) = this.0.timers.lock() {
+                t.remove(&job.id);
+            }
             this.dispatch(job.kind, &job.id);
         });
     }

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::{build, RecordFacts, Records, RetentionPart};
 use crate::config::Retention;
-use crate::confirmations::{ConfirmationRequest, Confirmations, OutcomeFact, RepoError};
+use crate::confirmations::{ConfirmationRequest, Confirmations, Outcome, OutcomeFact, RepoError};
 use crate::domain::ConfirmationId;
 use crate::jobs::{job_statuses, JobKind, Queue};
 use crate::metrics::Metrics;
@@ -83,12 +83,10 @@ impl Completion {
     /// Why a confirmation's recording is not stored yet: refused, or a job
     /// for it still running or parked.
     async fn pending_reason(&self, id: &ConfirmationId) -> Result<Option<String>, RepoError> {
-        if let Some(refused) = self.0.records.refusals(id).await?.pop() {
-            return Ok(Some(refused.reason));
-        }
+        // A job for an accepted recording says more than a refused callback.
         let jobs = job_statuses(self.0.records.store().as_ref(), Some(id)).await?;
         let Some(job) = jobs.iter().find(|j| j.kind == JobKind::Recording) else {
-            return Ok(None);
+            return Ok(self.0.records.refusals(id).await?.pop().map(|r| r.reason));
         };
         Ok(Some(match (job.state, &job.last_error) {
             ("parked", Some(err)) => format!(
@@ -117,6 +115,10 @@ impl Completion {
             let Some(outcome) = view.outcome.clone() else {
                 return Ok(None);
             };
+            if outcome.outcome == Outcome::Expired {
+                // No call took the request: there is no call to record.
+                return Ok(None);
+            }
             let results = records.results(id).await?;
             let recording = results.last();
             let latest = records.latest(id).await?;

@@ -206,4 +206,20 @@ async fn a_request_that_expires_uncalled_sends_confirmation_expired() {
     assert_eq!(event["type"], "confirmation.expired");
     assert_eq!(event["outcome"], "expired");
     assert_eq!(event["at"], created["expires_at"]);
+    // Expiry is a settled outcome now: a call arriving later cannot end it otherwise.
+    let resp = app
+        .webhook(
+            created["transfer_url"].as_str().unwrap(),
+            &call_params(CALL, &[]),
+            AUTH_TOKEN,
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let xml = resp.text().await.unwrap();
+    assert!(!xml.contains("<Gather"), "no question after expiry: {xml}");
+    let view = app.confirmation(created["id"].as_str().unwrap()).await;
+    assert_eq!(view["status"], "expired");
+    assert_eq!(view["outcome"]["outcome"], "expired");
+    assert!(view["call"].is_null());
+    assert_eq!(app.stored("records/").await, 0, "no call, no record");
 }

@@ -48,7 +48,7 @@ async fn a_recording_url_off_the_media_hosts_or_of_another_account_is_refused_un
     let counter = Counter::start().await;
     let app = spawn_with(Options {
         extra: vec![
-            ("CALLPROOF_MEDIA_HOSTS", media_host),
+            ("CALLPROOF_MEDIA_HOSTS", media_host.clone()),
             ("CALLPROOF_RECORDING_WAIT_SECS", "1".into()),
             ("CALLPROOF_SWEEP_INTERVAL_SECS", "1".into()),
         ],
@@ -74,6 +74,31 @@ async fn a_recording_url_off_the_media_hosts_or_of_another_account_is_refused_un
     assert_eq!(r.status().as_u16(), 403);
     assert!(r.text().await.unwrap().contains("host not allowed"));
 
+    // The allowed host, but not this account's recording: another account's
+    // path, a query that would swallow the extension, a user in the URL.
+    let good = media.recording_url.clone();
+    let media_sid = "RE00000000000000000000000000000001";
+    for url in [
+        good.replace(ACCOUNT_SID, "AC99999999999999999999999999999999"),
+        format!("{good}?x="),
+        good.replace("http://", "http://me:pw@"),
+        media_host.clone() + "/2010-04-01/Accounts.json",
+    ] {
+        let r = app
+            .webhook(
+                &started.callback,
+                &recording_params(CALL, media_sid, &url),
+                AUTH_TOKEN,
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), 403, "{url}");
+        assert!(r
+            .text()
+            .await
+            .unwrap()
+            .contains("not a recording URL of this account"));
+    }
+
     // A signed callback naming another provider account.
     let mut params = recording_params(CALL, sid, &media.recording_url);
     params[0] = ("AccountSid", "AC99999999999999999999999999999999");
@@ -95,15 +120,29 @@ async fn a_recording_url_off_the_media_hosts_or_of_another_account_is_refused_un
         )
         .await
     );
+    assert!(
+        metric(
+            &app,
+            "callproof_recordings_refused_total{reason=\"shape\"} 4"
+        )
+        .await
+    );
     // The record gives the real reason, not "no recording arrived".
     let record = app
         .wait_record(&started.id, |r| r["status"] == "incomplete")
         .await;
     let reason = record["incomplete_reason"].as_str().unwrap();
+    // The newest refusal stands: the last callbacks had a bad shape.
     assert!(
-        reason.contains("recording refused: host not allowed (127.0.0.1)"),
+        reason.contains("recording refused: not a recording URL of this account"),
         "{reason}"
     );
+    let refused = app
+        .store
+        .list(&format!("confirmations/{}/refused/", started.id))
+        .await
+        .unwrap();
+    assert_eq!(refused.len(), 2, "one reason per refused recording");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(counter.accepted.load(Ordering::SeqCst), 0, "no connection");
     assert_eq!(media.requests(), 0, "nothing fetched");
@@ -220,11 +259,12 @@ async fn redirects_are_not_followed_to_plain_http_or_internal_addresses() {
         .await;
         let started = app.start_call(CALL).await;
         assert_eq!(app.press(&started.answer, CALL, "1").await.status(), 200);
-        let url = format!("{media_host}/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/RE1");
+        let sid = "RE00000000000000000000000000000001";
+        let url = format!("{media_host}/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}");
         let r = app
             .webhook(
                 &started.callback,
-                &recording_params(CALL, "RE00000000000000000000000000000001", &url),
+                &recording_params(CALL, sid, &url),
                 AUTH_TOKEN,
             )
             .await;
