@@ -207,13 +207,7 @@ async fn a_request_that_expires_uncalled_sends_confirmation_expired() {
     assert_eq!(event["outcome"], "expired");
     assert_eq!(event["at"], created["expires_at"]);
     // Expiry is a settled outcome now: a call arriving later cannot end it otherwise.
-    let resp = app
-        .webhook(
-            created["transfer_url"].as_str().unwrap(),
-            &call_params(CALL, &[]),
-            AUTH_TOKEN,
-        )
-        .await;
+    let resp = app.reach_transfer(&created, CALL).await;
     assert_eq!(resp.status().as_u16(), 200);
     let xml = resp.text().await.unwrap();
     assert!(!xml.contains("<Gather"), "no question after expiry: {xml}");

@@ -183,13 +183,7 @@ async fn reference_call(app: &TestApp, port: u16, media: &str) -> Option<String>
     }
     let created: Value = resp.json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
-    let resp = app
-        .webhook(
-            created["transfer_url"].as_str().unwrap(),
-            &call_params(CALL, &[]),
-            AUTH_TOKEN,
-        )
-        .await;
+    let resp = app.reach_transfer(&created, CALL).await;
     let xml = resp.text().await.unwrap_or_default();
     let Ok(doc) = callproof::simulate::doc::parse(&xml) else {
         return Some(id);

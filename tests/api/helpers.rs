@@ -542,15 +542,20 @@ impl TestApp {
         self.transfer(&created, call).await
     }
 
+    /// The provider sends `call` to the transfer URL of the request `created`
+    /// (the 201 body); the answer, whatever it is.
+    pub async fn reach_transfer(&self, created: &Value, call: &str) -> reqwest::Response {
+        self.webhook(
+            created["transfer_url"].as_str().unwrap(),
+            &call_params(call, &[]),
+            AUTH_TOKEN,
+        )
+        .await
+    }
+
     /// Sends `call` to the transfer URL of the request `created` (the 201 body).
     pub async fn transfer(&self, created: &Value, call: &str) -> Started {
-        let resp = self
-            .webhook(
-                created["transfer_url"].as_str().unwrap(),
-                &call_params(call, &[]),
-                AUTH_TOKEN,
-            )
-            .await;
+        let resp = self.reach_transfer(created, call).await;
         assert_eq!(resp.status().as_u16(), 200);
         let xml = resp.text().await.unwrap();
         let doc = callproof::simulate::doc::parse(&xml).unwrap();
