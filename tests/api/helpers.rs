@@ -627,7 +627,12 @@ impl Proxy {
         use std::sync::{Arc, Mutex};
         let upstreams: Arc<Mutex<Vec<String>>> = Arc::default();
         let served: Arc<Mutex<Vec<(usize, String)>>> = Arc::default();
-        let client = reqwest::Client::new();
+        let client = reqwest::Client::builder()
+            // A fresh connection for every request: an upstream that closes an
+            // idle connection never makes a forwarded request fail.
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client");
         let (ups, log) = (upstreams.clone(), served.clone());
         let app = axum::Router::new().fallback(move |req: Request| {
             let (client, ups, log) = (client.clone(), ups.clone(), log.clone());

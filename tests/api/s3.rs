@@ -444,12 +444,20 @@ async fn front(
     use std::sync::atomic::Ordering;
     let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let count = refused.clone();
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        // A fresh connection for every request: an upstream that closes an
+        // idle connection never makes a forwarded request fail.
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
     let app = axum::Router::new().fallback(move |req: Request| {
         let (client, upstream, count) = (client.clone(), upstream.clone(), count.clone());
         async move {
             let (parts, body) = req.into_parts();
             if let Some((status, code, message)) = refuse(&parts) {
+                // Read the body first, as a store does: answering mid-upload
+                // resets the connection, and the client would retry.
+                let _ = to_bytes(body, usize::MAX).await;
                 count.fetch_add(1, Ordering::SeqCst);
                 let xml = format!(
                     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><Resource>{}</Resource><Region>garage</Region></Error>",

@@ -379,11 +379,14 @@ async fn a_forged_or_foreign_recording_callback_is_refused() {
         .attr("recordingStatusCallback")
         .unwrap()
         .to_owned();
+    let url = format!(
+        "http://127.0.0.1:9/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/RE11111111111111111111111111111111"
+    );
     let params = [
         ("AccountSid", ACCOUNT_SID),
         ("CallSid", CALL),
         ("RecordingSid", "RE11111111111111111111111111111111"),
-        ("RecordingUrl", "http://127.0.0.1:9/rec"),
+        ("RecordingUrl", url.as_str()),
         ("RecordingStatus", "completed"),
     ];
     assert_eq!(
