@@ -55,6 +55,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "callback_retry_secs", env: "CALLPROOF_CALLBACK_RETRY_SECS", default: Some("5,300,1800,7200,18000,36000,36000"), help: "Seconds before each retry of an outcome callback that failed (each plus up to a quarter, at random); after the last the callback is parked. The default retries for about 24 hours." },
     Setting { key: "callback_timeout_secs", env: "CALLPROOF_CALLBACK_TIMEOUT_SECS", default: Some("10"), help: "Time limit of one outcome callback delivery, in seconds." },
     Setting { key: "callback_allowed_hosts", env: "CALLPROOF_CALLBACK_ALLOWED_HOSTS", default: None, help: "Comma-separated host[:port] that a callback_url may name although they are, or resolve to, loopback, private, link-local or unique-local addresses (any port when none is given). Unset: none, in development too." },
+    Setting { key: "signing_key_file", env: "CALLPROOF_SIGNING_KEY_FILE", default: None, help: "PKCS#8 PEM file of the Ed25519 key that signs every record version (openssl genpkey -algorithm ed25519 -out signing-key.pem). Generated as data_dir/dev-signing-key.pem for development when unset; required in production." },
     Setting { key: "media_hosts", env: "CALLPROOF_MEDIA_HOSTS", default: None, help: "Comma-separated hosts recordings are fetched from: host[:port] for https, http://host:port for plain http. Unset: api.twilio.com, plus loopback on any port in development. When set, exactly these." },
     Setting { key: "max_recordings_per_call", env: "CALLPROOF_MAX_RECORDINGS_PER_CALL", default: Some("4"), help: "Recordings ingested per call at most; later recording callbacks are refused and logged." },
     Setting { key: "recording_format", env: "CALLPROOF_RECORDING_FORMAT", default: Some("wav"), help: "Format asked of the provider for call recordings: wav (lossless, both channels) or mp3 (smaller)." },
@@ -192,6 +193,7 @@ pub struct Config {
     pub callback_timeout_secs: u64,
     pub callback_allowed_hosts: AllowList,
     pub media_hosts: Option<AllowList>,
+    pub signing_key_file: Option<PathBuf>,
     pub max_recordings_per_call: u32,
     pub recording_format: RecordingFormat,
     pub recording_max_bytes: u64,
@@ -438,6 +440,7 @@ impl Config {
                 Some((v, src)) => Some(AllowList::parse(v, true).map_err(|why| bad("media_hosts", v, src, &why))?),
             },
             max_recordings_per_call: positive(l, "max_recordings_per_call")?,
+            signing_key_file: get(l, "signing_key_file").map(|(v, _)| PathBuf::from(v)),
             recording_format: match get(l, "recording_format").map(|(v, s)| (v.as_str(), s)) {
                 Some(("wav", _)) | None => RecordingFormat::Wav,
                 Some(("mp3", _)) => RecordingFormat::Mp3,

@@ -10,6 +10,7 @@ use subtle::ConstantTimeEq;
 
 use crate::auth::ApiKey;
 use crate::config::{Config, Environment};
+use crate::evidence::keys::SigningKey;
 
 /// Development credentials as stored in `<data_dir>/dev-credentials.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,6 +55,30 @@ pub enum DevFile {
     Loaded(PathBuf),
     /// Written now; its contents must be shown once.
     Generated(PathBuf),
+}
+
+/// The key that signs record versions: `signing_key_file` when set (required
+/// in production), else the development key in `data_dir`, generated on first
+/// use. Returns the key and, when it was generated now, its file.
+pub fn signing_key(config: &Config) -> anyhow::Result<(SigningKey, Option<PathBuf>)> {
+    if let Some(path) = &config.signing_key_file {
+        return Ok((SigningKey::from_file(path)?, None));
+    }
+    if config.environment == Environment::Production {
+        anyhow::bail!("production needs CALLPROOF_SIGNING_KEY_FILE: the PKCS#8 PEM of the Ed25519 key that signs records (make one with `openssl genpkey -algorithm ed25519 -out signing-key.pem`, keep it outside the store, and publish its fingerprint)");
+    }
+    let path = config.data_dir.join("dev-signing-key.pem");
+    if path.exists() {
+        return Ok((SigningKey::from_file(&path)?, None));
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create data directory {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
+    write_private(&path, &SigningKey::generate_pem()?)?;
+    Ok((SigningKey::from_file(&path)?, Some(path)))
 }
 
 /// Path of the development credentials file in `data_dir`.

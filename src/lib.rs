@@ -20,6 +20,7 @@ pub mod config;
 pub mod confirmations;
 pub mod credentials;
 pub mod domain;
+pub mod evidence;
 pub mod flow;
 pub mod http;
 pub mod ingest;

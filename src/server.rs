@@ -105,6 +105,12 @@ impl Application {
         wrap: impl FnOnce(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>,
     ) -> anyhow::Result<Application> {
         let (credentials, dev_file) = credentials::resolve(&config)?;
+        let (signer, generated) = credentials::signing_key(&config)?;
+        let signer = Arc::new(signer);
+        if let Some(path) = generated {
+            tracing::warn!(path = %path.display(), "a development signing key was generated; production needs CALLPROOF_SIGNING_KEY_FILE");
+        }
+        tracing::info!(key = %signer.public().fingerprint(), "record versions are signed with this key; publish its fingerprint outside callproof");
         let prompts = match &config.prompts_dir {
             Some(dir) => Prompts::from_dir(dir)?,
             None => Prompts::builtin()?,
@@ -152,6 +158,7 @@ impl Application {
             queue.clone(),
             settings.completion,
             metrics.clone(),
+            signer.clone(),
         );
         let fetch = Fetcher::new(settings.fetch, metrics.clone())?;
         let ingest = Ingest::new(
@@ -192,6 +199,7 @@ impl Application {
             queue,
             sweeper,
             store: store.clone(),
+            record_signer: signer,
             confirmations,
             prompts,
             store_report: report,

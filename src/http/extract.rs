@@ -21,8 +21,17 @@ use crate::provider::Params;
 
 /// A role an endpoint needs.
 pub trait NeedsRole: Send + Sync + 'static {
-    /// The role; admin keys pass every check.
-    const ROLE: Role;
+    /// True when a key of `role` may use the endpoint.
+    fn allows(role: Role) -> bool;
+}
+
+/// Endpoints any valid key may use.
+pub struct AnyRole;
+
+impl NeedsRole for AnyRole {
+    fn allows(_: Role) -> bool {
+        true
+    }
 }
 
 /// Endpoints for phone agents.
@@ -33,13 +42,19 @@ pub struct Compliance;
 pub struct Admin;
 
 impl NeedsRole for Agent {
-    const ROLE: Role = Role::Agent;
+    fn allows(role: Role) -> bool {
+        role.may(Role::Agent)
+    }
 }
 impl NeedsRole for Compliance {
-    const ROLE: Role = Role::Compliance;
+    fn allows(role: Role) -> bool {
+        role.may(Role::Compliance)
+    }
 }
 impl NeedsRole for Admin {
-    const ROLE: Role = Role::Admin;
+    fn allows(role: Role) -> bool {
+        role.may(Role::Admin)
+    }
 }
 
 /// The caller of an API endpoint, whose `Authorization: Bearer` key has role `R` (or admin).
@@ -52,6 +67,15 @@ pub struct Key<R: NeedsRole> {
 impl AppState {
     /// Checks the Bearer key and that its role may do what `needed` allows.
     pub fn authorize(&self, headers: &HeaderMap, needed: Role) -> Result<Caller, ApiError> {
+        self.authorize_if(headers, |role| role.may(needed))
+    }
+
+    /// Checks the Bearer key and that `allowed` accepts its role.
+    fn authorize_if(
+        &self,
+        headers: &HeaderMap,
+        allowed: impl Fn(Role) -> bool,
+    ) -> Result<Caller, ApiError> {
         let key = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -60,7 +84,7 @@ impl AppState {
             .map(|(_, key)| key.trim())
             .ok_or(ApiError::Unauthorized)?;
         let caller = self.keys.role_of(key).ok_or(ApiError::Unauthorized)?;
-        if caller.role.may(needed) {
+        if allowed(caller.role) {
             Ok(caller)
         } else {
             Err(ApiError::Forbidden)
@@ -73,7 +97,7 @@ impl<R: NeedsRole> FromRequestParts<AppState> for Key<R> {
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
         Ok(Key {
-            caller: s.authorize(&parts.headers, R::ROLE)?,
+            caller: s.authorize_if(&parts.headers, R::allows)?,
             role: PhantomData,
         })
     }

@@ -37,7 +37,7 @@ use crate::store::check::StoreReport;
 use crate::sweeper::Sweeper;
 
 pub use error::ApiError;
-use extract::{Admin, Key};
+use extract::{Admin, AnyRole, Key};
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -65,6 +65,8 @@ pub struct Shared {
     pub signer: TokenSigner,
     /// Public base URL, no trailing slash.
     pub public_base: String,
+    /// The key that signs record versions.
+    pub record_signer: std::sync::Arc<crate::evidence::keys::SigningKey>,
     /// The store every fact, record and job lives in.
     pub store: std::sync::Arc<dyn crate::store::ObjectStore>,
     /// Recording callbacks become recording jobs.
@@ -122,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/confirmations", post(api::create_confirmation))
         .route("/v1/confirmations/{id}", get(api::get_confirmation))
         .route("/v1/jobs", get(jobs::list))
+        .route("/v1/keys", get(keys))
         .route("/v1/records", get(records::list))
         .route("/v1/records/{id}", get(records::show))
         .route("/v1/records/{id}/versions", get(records::versions))
@@ -219,4 +222,18 @@ async fn status(
         "write_once": s.store_report.write_once(),
         "last_probe_failure": last,
     })))
+}
+
+/// `GET /v1/keys` (any key): the public keys whose signatures callproof's
+/// records carry, with their fingerprints. Trust comes from comparing these
+/// fingerprints with the ones the operator publishes, not from this answer.
+async fn keys(State(s): State<AppState>, _: Key<AnyRole>) -> Json<serde_json::Value> {
+    let public = s.record_signer.public();
+    Json(serde_json::json!({
+        "keys": [{
+            "fingerprint": public.fingerprint(),
+            "public_key_pem": public.pem(),
+            "signs_new_records": true,
+        }]
+    }))
 }

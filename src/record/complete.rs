@@ -14,6 +14,7 @@ use super::{build, RecordFacts, Records, RetentionPart};
 use crate::config::Retention;
 use crate::confirmations::{ConfirmationRequest, Confirmations, Outcome, OutcomeFact, RepoError};
 use crate::domain::ConfirmationId;
+use crate::evidence::keys::SigningKey;
 use crate::jobs::{job_statuses, JobKind, Queue};
 use crate::metrics::Metrics;
 
@@ -38,6 +39,7 @@ struct Inner {
     queue: Queue,
     settings: CompletionSettings,
     metrics: Arc<Metrics>,
+    signer: Arc<SigningKey>,
 }
 
 impl Completion {
@@ -48,6 +50,7 @@ impl Completion {
         queue: Queue,
         settings: CompletionSettings,
         metrics: Arc<Metrics>,
+        signer: Arc<SigningKey>,
     ) -> Self {
         Completion(Arc::new(Inner {
             confirmations,
@@ -55,6 +58,7 @@ impl Completion {
             queue,
             settings,
             metrics,
+            signer,
         }))
     }
 
@@ -148,10 +152,11 @@ impl Completion {
                 waited_secs: self.0.settings.recording_wait.as_secs(),
                 pending: pending.as_deref(),
                 retention: &retention,
+                signing_key: &self.0.signer.public().fingerprint(),
             };
             let rec = build(&facts, version, OffsetDateTime::now_utc());
             let enforce = self.0.settings.lock.map(|_| retention.retain_until);
-            if records.write(&rec, enforce).await? {
+            if records.write(&rec, enforce, &self.0.signer).await? {
                 tracing::info!(confirmation = %id, version, status = ?rec.status, "record written");
                 return Ok(Some(version));
             }

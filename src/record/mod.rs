@@ -1,7 +1,7 @@
 //! The voice confirmation record: one JSON document per confirmation that joins
 //! the request, the call, every consent event, the outcome and the stored audio.
 //!
-//! Its shape is `recordings-schema/confirmation-record.v1.schema.json`. Records
+//! Its shape is `recordings-schema/confirmation-record.v2.schema.json` (v1 before signing). Records
 //! are write-once and versioned: a later fact makes a new version that names
 //! the one it supersedes. [`build`] is pure; `ingest` decides when to write.
 
@@ -19,8 +19,10 @@ use crate::confirmations::{ConfirmationView, InputType, Outcome, OutcomeFact};
 use crate::domain::{ChangeItem, ChangeKind, ConfirmationId, ConfirmationNumber, Locale};
 use crate::flow::consent::ConsentLabel;
 
-/// The `schema` value of every version-1 record.
+/// The `schema` value of every version-1 record (written before signing).
 pub const SCHEMA_V1: &str = "callproof.confirmation-record.v1";
+/// The `schema` value of every version-2 record: signed, naming its key.
+pub const SCHEMA_V2: &str = "callproof.confirmation-record.v2";
 
 /// Whether every expected fact is in the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,8 +37,11 @@ pub enum RecordStatus {
 /// A voice confirmation record, as stored and served.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfirmationRecord {
-    /// Always [`SCHEMA_V1`].
+    /// [`SCHEMA_V2`] for records written now; [`SCHEMA_V1`] for those written before signing.
     pub schema: String,
+    /// The fingerprint of the key that signed this version (version 2 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
     /// Stable id of the record: the confirmation id.
     pub record_id: ConfirmationId,
     /// 1 for the first version, then 2, 3, …
@@ -282,6 +287,8 @@ pub struct RecordFacts<'a> {
     pub pending: Option<&'a str>,
     /// The retention to state.
     pub retention: &'a RetentionPart,
+    /// The fingerprint of the key that will sign the version.
+    pub signing_key: &'a str,
 }
 
 /// Builds version `version` of the record from the facts.
@@ -294,6 +301,7 @@ pub fn build(facts: &RecordFacts<'_>, version: u32, now: OffsetDateTime) -> Conf
         waited_secs,
         pending,
         retention,
+        signing_key,
     } = *facts;
     let r = &view.request;
     let started = recording
@@ -339,7 +347,8 @@ pub fn build(facts: &RecordFacts<'_>, version: u32, now: OffsetDateTime) -> Conf
         Some(_) => (RecordStatus::Complete, None),
     };
     ConfirmationRecord {
-        schema: SCHEMA_V1.to_owned(),
+        schema: SCHEMA_V2.to_owned(),
+        signing_key: Some(signing_key.to_owned()),
         record_id: r.id.clone(),
         version,
         supersedes: version.checked_sub(1).filter(|v| *v > 0),

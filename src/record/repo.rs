@@ -8,9 +8,12 @@ use bytes::Bytes;
 use super::{ConfirmationRecord, RecordingResult};
 use time::OffsetDateTime;
 
-use crate::confirmations::{create_json, create_json_retained, digest_id, read_json, RepoError};
+use sha2::{Digest, Sha256};
+
+use crate::confirmations::{create_json, digest_id, read_json, RepoError};
 use crate::domain::ConfirmationId;
-use crate::store::{ObjectKey, ObjectStore};
+use crate::evidence::keys::SigningKey;
+use crate::store::{ObjectKey, ObjectStore, StoreError};
 
 /// Records and recording results over an [`ObjectStore`].
 #[derive(Clone)]
@@ -99,17 +102,40 @@ impl Records {
         }
     }
 
-    /// Writes a record version once; `false` when that version already exists.
+    /// Signs a record version's bytes with `signer` and writes the signature,
+    /// then the version, once; `false` when that version already exists.
+    ///
+    /// The signature comes first and is named by the digest of the bytes it
+    /// signs, so a crash in between leaves only a signature of bytes never
+    /// stored, and two writers racing for one version never collide on it.
     pub async fn write(
         &self,
         record: &ConfirmationRecord,
         retain_until: Option<OffsetDateTime>,
+        signer: &SigningKey,
     ) -> Result<bool, RepoError> {
         let k = key(format!(
             "records/{}/v{:04}.json",
             record.record_id, record.version
         ));
-        create_json_retained(self.store.as_ref(), &k, record, retain_until).await
+        let bytes = serde_json::to_vec_pretty(record).map_err(|e| RepoError::Corrupt {
+            key: k.to_string(),
+            reason: e.to_string(),
+        })?;
+        let sig = signature_key(&record.record_id, record.version, &bytes);
+        let signature = Bytes::from(signer.sign(&bytes));
+        create_bytes(self.store.as_ref(), &sig, signature, retain_until).await?;
+        create_bytes(self.store.as_ref(), &k, Bytes::from(bytes), retain_until).await
+    }
+
+    /// The stored signature of a version's `bytes`, if there is one.
+    pub async fn signature(
+        &self,
+        id: &ConfirmationId,
+        version: u32,
+        bytes: &[u8],
+    ) -> Result<Option<Bytes>, RepoError> {
+        Ok(self.store.get(&signature_key(id, version, bytes)).await?)
     }
 
     /// Ids of every record, in id order.
@@ -197,6 +223,32 @@ impl Records {
         }
         out.sort_by_key(|r| r.at);
         Ok(out)
+    }
+}
+
+/// Where the signature of a version's `bytes` lives: beside the version, named
+/// by the first 16 hex digits of the SHA-256 of the bytes it signs.
+pub fn signature_key(id: &ConfirmationId, version: u32, bytes: &[u8]) -> ObjectKey {
+    let digest = hex::encode(Sha256::digest(bytes));
+    key(format!("records/{id}/v{version:04}.{}.sig", &digest[..16]))
+}
+
+/// Writes `bytes` once under `k`; `false` when the key was taken (for a
+/// signature, by the same bytes: its name is the digest of what it signs).
+async fn create_bytes(
+    store: &dyn ObjectStore,
+    k: &ObjectKey,
+    bytes: Bytes,
+    retain_until: Option<OffsetDateTime>,
+) -> Result<bool, RepoError> {
+    let result = match retain_until {
+        Some(until) => store.create_retained(k, bytes, until).await,
+        None => store.create(k, bytes).await,
+    };
+    match result {
+        Ok(()) => Ok(true),
+        Err(StoreError::AlreadyExists(_)) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 

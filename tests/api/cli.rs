@@ -343,6 +343,12 @@ fn production_refuses_development_credentials_a_missing_or_http_url_and_a_shared
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("refuses the http public URL"), "{stderr}");
+    // Everything set but the signing key: production will not sign with a made-up one.
+    let out = production(Some("https://cp.example.com"), &"s".repeat(40), true);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CALLPROOF_SIGNING_KEY_FILE"), "{stderr}");
+    assert!(!dir.path().join("data/dev-signing-key.pem").exists());
     let out = production(Some("https://cp.example.com"), &"t".repeat(32), true);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

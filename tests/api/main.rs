@@ -6,6 +6,7 @@ mod calls;
 mod cli;
 mod confirmations;
 mod crash;
+mod evidence;
 mod faults;
 mod guard;
 mod helpers;

@@ -437,6 +437,7 @@ async fn a_record_answer_is_exactly_what_the_schema_allows() {
             "recording",
             "retention",
             "schema",
+            "signing_key",
             "status",
             "supersedes",
             "version",

@@ -1,0 +1,4 @@
+//! Evidence a third party can check: the signing key and the keys trusted to
+//! have signed records (see `docs/evidence-design.md` for the whole design).
+
+pub mod keys;
