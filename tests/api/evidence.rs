@@ -72,15 +72,7 @@ async fn a_key_made_by_openssl_signs_each_record_version_and_openssl_verifies_it
     )
     .unwrap();
 
-    let created = app.create(&billing_request()).await;
-    let id = created["id"].as_str().unwrap();
-    app.call_with_recording(
-        created["transfer_url"].as_str().unwrap(),
-        &["press:1"],
-        fixture("speech-8k-pcm16.wav"),
-    )
-    .await;
-    let record = app.wait_record(id, complete).await;
+    let (id, record) = app.recorded_call(&["press:1"]).await;
     assert_eq!(record["schema"], "callproof.confirmation-record.v2");
     assert_eq!(record["signing_key"], fingerprint.as_str());
 

@@ -358,6 +358,22 @@ impl TestApp {
             .expect("simulated call runs")
     }
 
+    /// Creates the documented request, places a call answering `answers` whose
+    /// recording is the speech fixture, and waits for the complete record;
+    /// returns the confirmation id and the record.
+    pub async fn recorded_call(&self, answers: &[&str]) -> (String, Value) {
+        let created = self.create(&billing_request()).await;
+        let id = created["id"].as_str().unwrap().to_owned();
+        self.call_with_recording(
+            created["transfer_url"].as_str().unwrap(),
+            answers,
+            fixture("speech-8k-pcm16.wav"),
+        )
+        .await;
+        let record = self.wait_record(&id, complete).await;
+        (id, record)
+    }
+
     /// Waits (up to 30 s) until the record exists and `pred` holds; returns it.
     pub async fn wait_record(&self, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
         self.wait_record_for(id, 30, pred).await

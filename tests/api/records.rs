@@ -102,15 +102,9 @@ async fn every_fixture_format_is_stored_and_decodes_to_the_source_duration() {
 #[tokio::test]
 async fn consent_offsets_fall_inside_the_recording() {
     let app = spawn_app().await;
-    let created = app.create(&billing_request()).await;
-    let id = created["id"].as_str().unwrap();
-    app.call_with_recording(
-        created["transfer_url"].as_str().unwrap(),
-        &["say:repeat", "say:yes I confirm"],
-        fixture("speech-8k-pcm16.wav"),
-    )
-    .await;
-    let record = app.wait_record(id, complete).await;
+    let (_, record) = app
+        .recorded_call(&["say:repeat", "say:yes I confirm"])
+        .await;
     let duration = archival(&record)["duration_secs"].as_f64().unwrap();
     let events = record["consent_events"].as_array().unwrap();
     assert_eq!(events.len(), 2);
@@ -147,15 +141,7 @@ async fn consent_offsets_fall_inside_the_recording() {
 #[tokio::test]
 async fn the_audio_endpoint_serves_byte_ranges() {
     let app = spawn_app().await;
-    let created = app.create(&billing_request()).await;
-    let id = created["id"].as_str().unwrap();
-    app.call_with_recording(
-        created["transfer_url"].as_str().unwrap(),
-        &["press:1"],
-        fixture("speech-8k-pcm16.wav"),
-    )
-    .await;
-    app.wait_record(id, complete).await;
+    let (id, _) = app.recorded_call(&["press:1"]).await;
     let path = format!("/v1/records/{id}/audio");
     let whole = app.compliance_get(&path, None).await;
     assert_eq!(whole.headers()["accept-ranges"], "bytes");
@@ -406,17 +392,9 @@ async fn a_recording_that_arrives_long_after_makes_a_new_version_of_an_incomplet
 #[tokio::test]
 async fn a_record_answer_is_exactly_what_the_schema_allows() {
     let app = spawn_app().await;
-    let created = app.create(&billing_request()).await;
-    let id = created["id"].as_str().unwrap();
-    app.call_with_recording(
-        created["transfer_url"].as_str().unwrap(),
-        &["press:1"],
-        fixture("speech-8k-pcm16.wav"),
-    )
-    .await;
     // `record` checks the schema and the stored bytes; here also that nothing
     // beyond the record's own members is added to the answer.
-    let record = app.wait_record(id, complete).await;
+    let (_, record) = app.recorded_call(&["press:1"]).await;
     let mut members: Vec<&str> = record
         .as_object()
         .unwrap()
