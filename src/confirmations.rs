@@ -281,15 +281,35 @@ pub(crate) async fn create_json_retained<T: Serialize>(
         key: k.to_string(),
         reason: e.to_string(),
     })?;
+    create_bytes_retained(store, k, Bytes::from(bytes), retain_until).await
+}
+
+/// Writes `bytes` under `k`, once, retained until `retain_until` where the
+/// store enforces retention; `false` when the key was already taken.
+pub(crate) async fn create_bytes_retained(
+    store: &dyn ObjectStore,
+    k: &ObjectKey,
+    bytes: Bytes,
+    retain_until: Option<OffsetDateTime>,
+) -> Result<bool, RepoError> {
     let result = match retain_until {
-        Some(until) => store.create_retained(k, Bytes::from(bytes), until).await,
-        None => store.create(k, Bytes::from(bytes)).await,
+        Some(until) => store.create_retained(k, bytes, until).await,
+        None => store.create(k, bytes).await,
     };
     match result {
         Ok(()) => Ok(true),
         Err(StoreError::AlreadyExists(_)) => Ok(false),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The key `text`, or an error naming it: for keys built from stored ids that
+/// could, if damaged, not form a valid key.
+pub(crate) fn checked_key(text: String) -> Result<ObjectKey, RepoError> {
+    ObjectKey::new(&text).map_err(|e| RepoError::Corrupt {
+        key: text,
+        reason: e.to_string(),
+    })
 }
 
 /// Reads the JSON object under `k`, or `None` when there is none.

@@ -17,7 +17,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::confirmations::{create_json, digest_id, read_json, Confirmations, RepoError};
+use crate::confirmations::{
+    checked_key, create_json, digest_id, read_json, Confirmations, RepoError,
+};
 use crate::domain::ConfirmationId;
 use crate::jobs::{Handler, JobKind, Progress, Queue};
 use crate::metrics::Metrics;
@@ -26,7 +28,7 @@ use crate::provider::{RecordingEvent, RecordingFormat};
 use crate::record::complete::Completion;
 use crate::record::repo::RefusedRecording;
 use crate::record::Records;
-use crate::store::{ObjectKey, ObjectStore};
+use crate::store::ObjectStore;
 use fetch::Fetcher;
 
 /// Ingest settings, from [`crate::config::Config`].
@@ -99,13 +101,6 @@ struct Inner {
     fetch: Fetcher,
     settings: IngestSettings,
     metrics: Arc<Metrics>,
-}
-
-fn fact_key(text: String) -> Result<ObjectKey, RepoError> {
-    ObjectKey::new(&text).map_err(|e| RepoError::Corrupt {
-        key: text,
-        reason: e.to_string(),
-    })
 }
 
 impl Ingest {
@@ -190,7 +185,7 @@ impl Ingest {
             if next > self.0.settings.max_per_call {
                 return Ok(None);
             }
-            let k = fact_key(format!("{prefix}{next:04}.json"))?;
+            let k = checked_key(format!("{prefix}{next:04}.json"))?;
             let slot = RecordingSlot {
                 recording: digest.to_owned(),
             };

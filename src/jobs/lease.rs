@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::confirmations::{create_json, read_json, RepoError};
+use crate::confirmations::{checked_key, create_json, read_json, RepoError};
 use crate::store::{delete_all, ObjectKey, ObjectStore};
 
 /// One generation of a lease, as stored.
@@ -54,12 +54,7 @@ fn prefix(name: &str) -> String {
 }
 
 fn generation_key(name: &str, generation: u64) -> Result<ObjectKey, RepoError> {
-    ObjectKey::new(format!("{}{generation:020}.json", prefix(name))).map_err(|e| {
-        RepoError::Corrupt {
-            key: prefix(name),
-            reason: e.to_string(),
-        }
-    })
+    checked_key(format!("{}{generation:020}.json", prefix(name)))
 }
 
 /// The newest generation of the lease on `name` in `store`, if any.

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::confirmations::{create_json, read_json, RepoError};
+use crate::confirmations::{checked_key, create_json, read_json, RepoError};
 use crate::domain::ConfirmationId;
 use crate::metrics::Metrics;
 use crate::store::{delete_all, ObjectKey, ObjectStore};
@@ -62,19 +62,12 @@ impl JobKind {
 /// Where parked jobs of every kind live.
 const PARKED: &str = "jobs/parked/";
 
-fn bookkeeping_key(text: String) -> Result<ObjectKey, RepoError> {
-    ObjectKey::new(&text).map_err(|e| RepoError::Corrupt {
-        key: text,
-        reason: e.to_string(),
-    })
-}
-
 fn job_key(kind: JobKind, id: &str) -> Result<ObjectKey, RepoError> {
-    bookkeeping_key(format!("{}{id}.json", kind.queued_prefix()))
+    checked_key(format!("{}{id}.json", kind.queued_prefix()))
 }
 
 fn parked_key(id: &str) -> Result<ObjectKey, RepoError> {
-    bookkeeping_key(format!("{PARKED}{id}.json"))
+    checked_key(format!("{PARKED}{id}.json"))
 }
 
 fn failures_prefix(id: &str) -> String {
@@ -624,7 +617,7 @@ impl Queue {
         };
         let store = self.0.store.as_ref();
         let stamp = now.unix_timestamp_nanos();
-        let noted = match bookkeeping_key(format!("{}{stamp}.json", failures_prefix(&job.id))) {
+        let noted = match checked_key(format!("{}{stamp}.json", failures_prefix(&job.id))) {
             Ok(k) => create_json(store, &k, &note).await,
             Err(e) => Err(e),
         };

@@ -10,10 +10,10 @@ use time::OffsetDateTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::confirmations::{create_json, digest_id, read_json, RepoError};
+use crate::confirmations::{create_bytes_retained, create_json, digest_id, read_json, RepoError};
 use crate::domain::ConfirmationId;
 use crate::evidence::keys::SigningKey;
-use crate::store::{ObjectKey, ObjectStore, StoreError};
+use crate::store::{ObjectKey, ObjectStore};
 
 /// Records and recording results over an [`ObjectStore`].
 #[derive(Clone)]
@@ -124,8 +124,9 @@ impl Records {
         })?;
         let sig = signature_key(&record.record_id, record.version, &bytes);
         let signature = Bytes::from(signer.sign(&bytes));
-        create_bytes(self.store.as_ref(), &sig, signature, retain_until).await?;
-        create_bytes(self.store.as_ref(), &k, Bytes::from(bytes), retain_until).await
+        // Taken means by the same bytes: the name is the digest of what it signs.
+        create_bytes_retained(self.store.as_ref(), &sig, signature, retain_until).await?;
+        create_bytes_retained(self.store.as_ref(), &k, Bytes::from(bytes), retain_until).await
     }
 
     /// The stored signature of a version's `bytes`, if there is one.
@@ -231,25 +232,6 @@ impl Records {
 pub fn signature_key(id: &ConfirmationId, version: u32, bytes: &[u8]) -> ObjectKey {
     let digest = hex::encode(Sha256::digest(bytes));
     key(format!("records/{id}/v{version:04}.{}.sig", &digest[..16]))
-}
-
-/// Writes `bytes` once under `k`; `false` when the key was taken (for a
-/// signature, by the same bytes: its name is the digest of what it signs).
-async fn create_bytes(
-    store: &dyn ObjectStore,
-    k: &ObjectKey,
-    bytes: Bytes,
-    retain_until: Option<OffsetDateTime>,
-) -> Result<bool, RepoError> {
-    let result = match retain_until {
-        Some(until) => store.create_retained(k, bytes, until).await,
-        None => store.create(k, bytes).await,
-    };
-    match result {
-        Ok(()) => Ok(true),
-        Err(StoreError::AlreadyExists(_)) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Why a recording was refused, kept beside the confirmation so its record says so.
