@@ -25,7 +25,7 @@ use crate::confirmations::{digest_id, ConfirmationRequest, Confirmations, RepoEr
 use crate::domain::{ChangeKind, ConfirmationId, ConfirmationNumber};
 use crate::jobs::{jitter, Handler, JobKind, Progress, Queue};
 use crate::metrics::Metrics;
-use crate::netguard::{self, AllowList, GuardedResolver, Refusal};
+use crate::netguard::{self, AllowList, Refusal};
 
 /// Every event type a callback can carry: `confirmation.` and the outcome.
 pub const EVENT_TYPES: &[&str] = &[
@@ -158,14 +158,7 @@ impl Callbacks {
         settings: CallbackSettings,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy from the environment would resolve names itself, past the guard.
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver::new(settings.allowed.clone())))
-            .build()?;
+        let http = netguard::guarded_client(&settings.allowed, settings.timeout)?;
         Ok(Callbacks(Arc::new(Inner {
             confirmations,
             queue,
@@ -252,16 +245,9 @@ impl Callbacks {
     /// Posts `body` once, signed with a fresh timestamp.
     async fn post(&self, url: &Url, event_id: &str, body: &[u8]) -> anyhow::Result<()> {
         self.check_scheme(url)?;
-        let allowed = &self.0.settings.allowed;
-        // A listed host may be internal, so only at the port listed now: a
-        // URL accepted under an older, wider list is not sent.
-        let named = netguard::host_of(url).is_some_and(|h| allowed.names_host(&h));
-        if named && !allowed.allows(url) {
-            anyhow::bail!(
-                "callback_url names a host of CALLPROOF_CALLBACK_ALLOWED_HOSTS at a port that is not listed"
-            );
-        }
-        netguard::check_literal(url, allowed)?;
+        // Checked again at every delivery: a URL accepted under an older,
+        // wider CALLPROOF_CALLBACK_ALLOWED_HOSTS is not sent.
+        netguard::check_target(url, &self.0.settings.allowed)?;
         let timestamp = OffsetDateTime::now_utc().unix_timestamp();
         let signature = self.0.settings.secret.sign(event_id, timestamp, body);
         let resp = self

@@ -251,6 +251,9 @@ pub enum Refusal {
     /// The name did not resolve.
     #[error("the host name does not resolve: {0}")]
     Unresolvable(String),
+    /// A host the allow list names, at a scheme or port it does not list.
+    #[error("{0} is a listed host at a port or scheme that is not listed")]
+    UnlistedPort(String),
     /// Not the shape the URL must have.
     #[error("not a recording URL of this account: {0}")]
     Shape(String),
@@ -269,6 +272,35 @@ pub fn check_literal(url: &Url, allowed: &AllowList) -> Result<(), Refusal> {
         return Err(Refusal::Internal(ip));
     }
     Ok(())
+}
+
+/// Checks a URL about to be requested: a host the allow list names may be
+/// internal, so it is reached only at a scheme and port the list gives (never
+/// at another service on the same machine); any other host must not be an
+/// internal IP literal. Names are checked again by [`GuardedResolver`].
+pub fn check_target(url: &Url, allowed: &AllowList) -> Result<(), Refusal> {
+    let named = host_of(url).is_some_and(|h| allowed.names_host(&h));
+    if named && !allowed.allows(url) {
+        return Err(Refusal::UnlistedPort(url.origin().ascii_serialization()));
+    }
+    check_literal(url, allowed)
+}
+
+/// An HTTP client for requests on someone else's say-so: names resolve only
+/// through [`GuardedResolver`] over `allowed`, no redirect is followed by
+/// itself, and no proxy from the environment is used (a proxy would resolve
+/// names past the guard).
+pub fn guarded_client(
+    allowed: &AllowList,
+    timeout: std::time::Duration,
+) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(GuardedResolver::new(allowed.clone())))
+        .build()
 }
 
 /// Resolves `url`'s host and refuses it if any address is internal, unless the
@@ -485,6 +517,26 @@ mod tests {
         let named = AllowList::parse("127.0.0.1:8080", false).unwrap();
         assert!(check_literal(&Url::parse("http://127.0.0.1:8080/x").unwrap(), &named).is_ok());
         assert!(check_literal(&Url::parse("https://93.184.216.34/x").unwrap(), &none).is_ok());
+    }
+
+    #[test]
+    fn a_listed_internal_host_is_reached_only_at_its_listed_port() {
+        let list = AllowList::parse("http://127.0.0.1:9000", true).unwrap();
+        let at = |u: &str| check_target(&Url::parse(u).unwrap(), &list);
+        assert_eq!(at("http://127.0.0.1:9000/media"), Ok(()));
+        assert!(matches!(
+            at("https://127.0.0.1:9001/x"),
+            Err(Refusal::UnlistedPort(_))
+        ));
+        assert!(matches!(
+            at("http://127.0.0.1:6379/"),
+            Err(Refusal::UnlistedPort(_))
+        ));
+        assert!(matches!(
+            at("https://10.0.0.5/x"),
+            Err(Refusal::Internal(_))
+        ));
+        assert_eq!(at("https://media.example.com/x"), Ok(()));
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@ use reqwest::Url;
 use tokio::io::AsyncWriteExt;
 
 use crate::metrics::Metrics;
-use crate::netguard::{self, AllowList, GuardedResolver, Refusal};
+use crate::netguard::{self, AllowList, Refusal};
 use crate::provider::{RecordingEvent, RecordingFormat};
 
 /// Redirect hops followed at most.
@@ -90,14 +90,7 @@ pub struct Fetcher {
 impl Fetcher {
     /// A fetcher whose connections go only where `settings.media_hosts` allows.
     pub fn new(settings: FetchSettings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy from the environment would resolve names itself, past the guard.
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver::new(settings.media_hosts.clone())))
-            .build()?;
+        let http = netguard::guarded_client(&settings.media_hosts, settings.timeout)?;
         Ok(Fetcher {
             http,
             settings: Arc::new(settings),
@@ -218,18 +211,8 @@ impl Fetcher {
                     next.scheme()
                 )));
             }
-            // Public addresses only. A host the allow list names may be
-            // internal, so a redirect reaches it only at an allowed scheme and
-            // port, never at another service on the same machine. (Names are
-            // checked again by the resolver at connection time.)
-            let named = netguard::host_of(&next).is_some_and(|h| s.media_hosts.names_host(&h));
-            if named && !s.media_hosts.allows(&next) {
-                return Err(FetchError::Forbidden(format!(
-                    "a redirect to {}, a listed media host at a port or scheme that is not listed",
-                    next.origin().ascii_serialization()
-                )));
-            }
-            netguard::check_literal(&next, &s.media_hosts)
+            // Public addresses only, or a listed host at its listed port.
+            netguard::check_target(&next, &s.media_hosts)
                 .map_err(|e| FetchError::Forbidden(format!("a redirect to {e}")))?;
             current = next;
         }
