@@ -56,6 +56,9 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "callback_timeout_secs", env: "CALLPROOF_CALLBACK_TIMEOUT_SECS", default: Some("10"), help: "Time limit of one outcome callback delivery, in seconds." },
     Setting { key: "callback_allowed_hosts", env: "CALLPROOF_CALLBACK_ALLOWED_HOSTS", default: None, help: "Comma-separated host[:port] that a callback_url may name although they are, or resolve to, loopback, private, link-local or unique-local addresses (any port when none is given). Unset: none, in development too." },
     Setting { key: "signing_key_file", env: "CALLPROOF_SIGNING_KEY_FILE", default: None, help: "PKCS#8 PEM file of the Ed25519 key that signs every record version (openssl genpkey -algorithm ed25519 -out signing-key.pem). Generated as data_dir/dev-signing-key.pem for development when unset; required in production." },
+    Setting { key: "previous_signing_key_file", env: "CALLPROOF_PREVIOUS_SIGNING_KEY_FILE", default: None, help: "For a key rotation: the PEM file of the key that signed until now. At start callproof writes a statement signed by both keys that introduces the new one, so records signed before keep verifying; keep it set until the next seal has been written, then remove it." },
+    Setting { key: "trusted_keys", env: "CALLPROOF_TRUSTED_KEYS", default: None, help: "Public keys verification trusts besides the signing key's own: comma-separated fingerprints (64 hex digits, the SHA-256 of the key's DER), or the path of a file of PEM public keys. A key found only in the store is never trusted." },
+    Setting { key: "seal_secs", env: "CALLPROOF_SEAL_SECS", default: Some("60"), help: "How often evidence written since the last seal is sealed, in seconds. An object deleted together with its marker before the next seal goes unnoticed, so keep it short." },
     Setting { key: "media_hosts", env: "CALLPROOF_MEDIA_HOSTS", default: None, help: "Comma-separated hosts recordings are fetched from: host[:port] for https, http://host:port for plain http. Unset: api.twilio.com, plus loopback on any port in development. When set, exactly these." },
     Setting { key: "max_recordings_per_call", env: "CALLPROOF_MAX_RECORDINGS_PER_CALL", default: Some("4"), help: "Recordings ingested per call at most; later recording callbacks are refused and logged." },
     Setting { key: "recording_format", env: "CALLPROOF_RECORDING_FORMAT", default: Some("wav"), help: "Format asked of the provider for call recordings: wav (lossless, both channels) or mp3 (smaller)." },
@@ -194,6 +197,9 @@ pub struct Config {
     pub callback_allowed_hosts: AllowList,
     pub media_hosts: Option<AllowList>,
     pub signing_key_file: Option<PathBuf>,
+    pub previous_signing_key_file: Option<PathBuf>,
+    pub trusted_keys: Option<String>,
+    pub seal_secs: u64,
     pub max_recordings_per_call: u32,
     pub recording_format: RecordingFormat,
     pub recording_max_bytes: u64,
@@ -441,6 +447,15 @@ impl Config {
             },
             max_recordings_per_call: positive(l, "max_recordings_per_call")?,
             signing_key_file: get(l, "signing_key_file").map(|(v, _)| PathBuf::from(v)),
+            previous_signing_key_file: get(l, "previous_signing_key_file").map(|(v, _)| PathBuf::from(v)),
+            trusted_keys: match get(l, "trusted_keys") {
+                None => None,
+                Some((v, src)) => {
+                    crate::evidence::trust::Trust::configured(None, Some(v)).map_err(|why| bad("trusted_keys", v, src, &why))?;
+                    Some(v.trim().to_owned())
+                }
+            },
+            seal_secs: positive(l, "seal_secs")?,
             recording_format: match get(l, "recording_format").map(|(v, s)| (v.as_str(), s)) {
                 Some(("wav", _)) | None => RecordingFormat::Wav,
                 Some(("mp3", _)) => RecordingFormat::Mp3,

@@ -19,6 +19,10 @@ use crate::config::Environment;
 use crate::config::{Config, StoreKind};
 use crate::confirmations::Confirmations;
 use crate::credentials::{self, DevFile};
+use crate::evidence::keys::SigningKey;
+use crate::evidence::objects::Evidence;
+use crate::evidence::seal::{SealSettings, Sealer};
+use crate::evidence::trust::{self, Trust};
 use crate::flow::consent::Classifier;
 use crate::flow::prompts::Prompts;
 use crate::flow::token::TokenSigner;
@@ -57,6 +61,52 @@ pub async fn connect_store(config: &Config) -> anyhow::Result<Arc<dyn ObjectStor
         StoreKind::Fs => Arc::new(open_fs(config)?),
         StoreKind::S3 => Arc::new(connect_s3(config).await?),
     })
+}
+
+/// The keys verification trusts, the rotation statement when a previous key
+/// is configured, the public key published in the store, and the sealer.
+async fn evidence_setup(
+    config: &Config,
+    evidence: &Evidence,
+    queue: &Queue,
+    lease_ttl: Duration,
+) -> anyhow::Result<(Trust, Sealer)> {
+    let public = evidence.signer().public().clone();
+    let mut trust = Trust::configured(Some(&public), config.trusted_keys.as_deref())
+        .map_err(|e| anyhow::anyhow!("CALLPROOF_TRUSTED_KEYS: {e}"))?;
+    let mut accepted: Vec<_> = trust.keys().to_vec();
+    if let Some(path) = &config.previous_signing_key_file {
+        let previous = SigningKey::from_file(path)?;
+        if previous.public() == &public {
+            anyhow::bail!("CALLPROOF_PREVIOUS_SIGNING_KEY_FILE is the signing key itself; name the key that signed until now, or unset it");
+        }
+        if trust::introduce(evidence, &previous).await? {
+            tracing::warn!(old = %previous.public().fingerprint(), new = %public.fingerprint(), "key rotation: a statement signed by both keys introduces the new key; it is sealed with the next seal");
+        }
+        trust.add(previous.public().clone());
+        accepted.push(previous.public().clone());
+    }
+    // Anyone may fetch a key by fingerprint; it is trusted only by configuration.
+    let pem_key =
+        crate::confirmations::checked_key(format!("keys/public/{}.pem", public.fingerprint()))?;
+    crate::confirmations::create_bytes_retained(
+        evidence.store().as_ref(),
+        &pem_key,
+        bytes::Bytes::from(public.pem()),
+        None,
+    )
+    .await?;
+    let interval = Duration::from_secs(config.seal_secs);
+    let sealer = Sealer::new(
+        evidence.clone(),
+        queue.leases().clone(),
+        SealSettings {
+            interval,
+            grace: 2 * interval + lease_ttl,
+        },
+        accepted,
+    );
+    Ok((trust, sealer))
 }
 
 fn open_fs(config: &Config) -> anyhow::Result<FsStore> {
@@ -152,13 +202,16 @@ impl Application {
         let confirmations = Confirmations::new(store.clone());
         let records = Records::new(store.clone());
         let queue = Queue::new(store.clone(), settings.lease_ttl, metrics.clone());
+        let evidence = Evidence::new(store.clone(), signer.clone());
+        let (trust, sealer) =
+            evidence_setup(&config, &evidence, &queue, settings.lease_ttl).await?;
         let completion = Completion::new(
             confirmations.clone(),
             records.clone(),
             queue.clone(),
             settings.completion,
             metrics.clone(),
-            signer.clone(),
+            evidence.clone(),
         );
         let fetch = Fetcher::new(settings.fetch, metrics.clone())?;
         let ingest = Ingest::new(
@@ -199,7 +252,9 @@ impl Application {
             queue,
             sweeper,
             store: store.clone(),
-            record_signer: signer,
+            evidence,
+            sealer,
+            trust,
             confirmations,
             prompts,
             store_report: report,
@@ -252,6 +307,7 @@ impl Application {
             (JobKind::Callback, Arc::new(s.callbacks.clone())),
         ]);
         s.sweeper.start();
+        s.sealer.start();
         let app = router(self.state.clone());
         let header_timeout = Duration::from_secs(self.state.config.header_read_timeout_secs);
         // Every connection holds a receiver of `closing` and a sender of

@@ -2,3 +2,6 @@
 //! have signed records (see `docs/evidence-design.md` for the whole design).
 
 pub mod keys;
+pub mod objects;
+pub mod seal;
+pub mod trust;

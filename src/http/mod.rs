@@ -65,8 +65,12 @@ pub struct Shared {
     pub signer: TokenSigner,
     /// Public base URL, no trailing slash.
     pub public_base: String,
-    /// The key that signs record versions.
-    pub record_signer: std::sync::Arc<crate::evidence::keys::SigningKey>,
+    /// Writes evidence objects, signed by the signing key.
+    pub evidence: crate::evidence::objects::Evidence,
+    /// Seals evidence every `seal_secs`.
+    pub sealer: crate::evidence::seal::Sealer,
+    /// The keys verification trusts by configuration.
+    pub trust: crate::evidence::trust::Trust,
     /// The store every fact, record and job lives in.
     pub store: std::sync::Arc<dyn crate::store::ObjectStore>,
     /// Recording callbacks become recording jobs.
@@ -228,7 +232,7 @@ async fn status(
 /// records carry, with their fingerprints. Trust comes from comparing these
 /// fingerprints with the ones the operator publishes, not from this answer.
 async fn keys(State(s): State<AppState>, _: Key<AnyRole>) -> Json<serde_json::Value> {
-    let public = s.record_signer.public();
+    let public = s.evidence.signer().public();
     Json(serde_json::json!({
         "keys": [{
             "fingerprint": public.fingerprint(),

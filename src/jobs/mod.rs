@@ -326,6 +326,11 @@ impl Drop for Finished<'_> {
 type Handlers = HashMap<JobKind, (Arc<dyn Handler>, Arc<Semaphore>)>;
 
 impl Queue {
+    /// This instance's leases, for other work shared between instances.
+    pub fn leases(&self) -> &Leases {
+        &self.0.leases
+    }
+
     /// A queue over `store` whose leases last `lease_ttl` without renewal.
     pub fn new(store: Arc<dyn ObjectStore>, lease_ttl: Duration, metrics: Arc<Metrics>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();

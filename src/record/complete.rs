@@ -14,7 +14,7 @@ use super::{build, RecordFacts, Records, RetentionPart};
 use crate::config::Retention;
 use crate::confirmations::{ConfirmationRequest, Confirmations, Outcome, OutcomeFact, RepoError};
 use crate::domain::ConfirmationId;
-use crate::evidence::keys::SigningKey;
+use crate::evidence::objects::Evidence;
 use crate::jobs::{job_statuses, JobKind, Queue};
 use crate::metrics::Metrics;
 
@@ -39,7 +39,7 @@ struct Inner {
     queue: Queue,
     settings: CompletionSettings,
     metrics: Arc<Metrics>,
-    signer: Arc<SigningKey>,
+    evidence: Evidence,
 }
 
 impl Completion {
@@ -50,7 +50,7 @@ impl Completion {
         queue: Queue,
         settings: CompletionSettings,
         metrics: Arc<Metrics>,
-        signer: Arc<SigningKey>,
+        evidence: Evidence,
     ) -> Self {
         Completion(Arc::new(Inner {
             confirmations,
@@ -58,7 +58,7 @@ impl Completion {
             queue,
             settings,
             metrics,
-            signer,
+            evidence,
         }))
     }
 
@@ -152,11 +152,11 @@ impl Completion {
                 waited_secs: self.0.settings.recording_wait.as_secs(),
                 pending: pending.as_deref(),
                 retention: &retention,
-                signing_key: &self.0.signer.public().fingerprint(),
+                signing_key: &self.0.evidence.signer().public().fingerprint(),
             };
             let rec = build(&facts, version, OffsetDateTime::now_utc());
             let enforce = self.0.settings.lock.map(|_| retention.retain_until);
-            if records.write(&rec, enforce, &self.0.signer).await? {
+            if records.write(&rec, enforce, &self.0.evidence).await? {
                 tracing::info!(confirmation = %id, version, status = ?rec.status, "record written");
                 return Ok(Some(version));
             }

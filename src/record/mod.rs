@@ -24,6 +24,18 @@ pub const SCHEMA_V1: &str = "callproof.confirmation-record.v1";
 /// The `schema` value of every version-2 record: signed, naming its key.
 pub const SCHEMA_V2: &str = "callproof.confirmation-record.v2";
 
+/// True when `bytes` is a version-1 record, written before records were
+/// signed: it names no key. Only a backfill seal may list such a version.
+pub fn is_unsigned_v1(bytes: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        schema: String,
+        signing_key: Option<String>,
+    }
+    serde_json::from_slice::<Head>(bytes)
+        .is_ok_and(|h| h.schema == SCHEMA_V1 && h.signing_key.is_none())
+}
+
 /// Whether every expected fact is in the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -8,11 +8,9 @@ use bytes::Bytes;
 use super::{ConfirmationRecord, RecordingResult};
 use time::OffsetDateTime;
 
-use sha2::{Digest, Sha256};
-
-use crate::confirmations::{create_bytes_retained, create_json, digest_id, read_json, RepoError};
+use crate::confirmations::{create_json, digest_id, read_json, RepoError};
 use crate::domain::ConfirmationId;
-use crate::evidence::keys::SigningKey;
+use crate::evidence::objects::{signature_key, Evidence};
 use crate::store::{ObjectKey, ObjectStore};
 
 /// Records and recording results over an [`ObjectStore`].
@@ -102,17 +100,13 @@ impl Records {
         }
     }
 
-    /// Signs a record version's bytes with `signer` and writes the signature,
-    /// then the version, once; `false` when that version already exists.
-    ///
-    /// The signature comes first and is named by the digest of the bytes it
-    /// signs, so a crash in between leaves only a signature of bytes never
-    /// stored, and two writers racing for one version never collide on it.
+    /// Announces, signs and writes a record version once (see
+    /// [`Evidence::create`]); `false` when that version already exists.
     pub async fn write(
         &self,
         record: &ConfirmationRecord,
         retain_until: Option<OffsetDateTime>,
-        signer: &SigningKey,
+        evidence: &Evidence,
     ) -> Result<bool, RepoError> {
         let k = key(format!(
             "records/{}/v{:04}.json",
@@ -122,11 +116,7 @@ impl Records {
             key: k.to_string(),
             reason: e.to_string(),
         })?;
-        let sig = signature_key(&record.record_id, record.version, &bytes);
-        let signature = Bytes::from(signer.sign(&bytes));
-        // Taken means by the same bytes: the name is the digest of what it signs.
-        create_bytes_retained(self.store.as_ref(), &sig, signature, retain_until).await?;
-        create_bytes_retained(self.store.as_ref(), &k, Bytes::from(bytes), retain_until).await
+        evidence.create(&k, Bytes::from(bytes), retain_until).await
     }
 
     /// The stored signature of a version's `bytes`, if there is one.
@@ -136,7 +126,8 @@ impl Records {
         version: u32,
         bytes: &[u8],
     ) -> Result<Option<Bytes>, RepoError> {
-        Ok(self.store.get(&signature_key(id, version, bytes)).await?)
+        let k = key(format!("records/{id}/v{version:04}.json"));
+        Ok(self.store.get(&signature_key(&k, bytes)?).await?)
     }
 
     /// Ids of every record, in id order.
@@ -225,13 +216,6 @@ impl Records {
         out.sort_by_key(|r| r.at);
         Ok(out)
     }
-}
-
-/// Where the signature of a version's `bytes` lives: beside the version, named
-/// by the first 16 hex digits of the SHA-256 of the bytes it signs.
-pub fn signature_key(id: &ConfirmationId, version: u32, bytes: &[u8]) -> ObjectKey {
-    let digest = hex::encode(Sha256::digest(bytes));
-    key(format!("records/{id}/v{version:04}.{}.sig", &digest[..16]))
 }
 
 /// Why a recording was refused, kept beside the confirmation so its record says so.
