@@ -1,6 +1,7 @@
 //! Evidence a third party can check: the signing key and the keys trusted to
 //! have signed records (see `docs/evidence-design.md` for the whole design).
 
+pub mod audit;
 pub mod keys;
 pub mod objects;
 pub mod seal;
