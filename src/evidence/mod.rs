@@ -5,4 +5,5 @@ pub mod audit;
 pub mod keys;
 pub mod objects;
 pub mod seal;
+pub mod tombstone;
 pub mod trust;
