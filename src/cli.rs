@@ -104,6 +104,29 @@ struct RecordsArgs {
 
 #[derive(Debug, Subcommand)]
 enum RecordsCommand {
+    /// Verify evidence directly on the configured store (no server, not
+    /// audited by callproof): every audio object's SHA-256, each version's
+    /// signature by a trusted key, seal membership and the seal chain. Exit
+    /// status 0: all good; 1: an evidence problem; 2: could not check.
+    /// Takes the settings of `serve` (file, CALLPROOF_* environment).
+    Verify {
+        /// Record id (the confirmation id).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every record, audit entry, hold, tombstone and seal in the store.
+        #[arg(long)]
+        all: bool,
+        /// A seal head kept outside callproof, N:SHA256 (from GET /v1/seals/head
+        /// or the log); fails when the stored chain is shorter or different there.
+        #[arg(long, value_name = "N:SHA256")]
+        expect_head: Option<crate::evidence::verify::ExpectedHead>,
+        /// Print the whole report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Configuration file [default: ./callproof.toml when it exists].
+        #[arg(long, env = "CALLPROOF_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// List records, newest first, filtered.
     List {
         /// Only this account.
@@ -592,7 +615,105 @@ async fn get_record(
         .await?)
 }
 
+/// `records verify`: exit 0, 1 or 2 whatever went wrong.
+async fn verify_cmd(args: &RecordsArgs) -> ExitCode {
+    match verify_run(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: could not check: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn verify_run(args: &RecordsArgs) -> anyhow::Result<ExitCode> {
+    let RecordsCommand::Verify {
+        id,
+        all,
+        expect_head,
+        json,
+        config,
+    } = &args.command
+    else {
+        anyhow::bail!("not a verify command");
+    };
+    let flags = vec![("data_dir", args.data_dir.display().to_string())];
+    let config = Config::load(config.as_deref(), &env_settings(), &flags)?;
+    let trust = credentials::verifier_trust(&config)?;
+    let store = crate::server::connect_store(&config).await?;
+    let scope = match (id, all) {
+        (Some(id), false) => {
+            let id: crate::domain::ConfirmationId = id
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{id} is not a record id: {e}"))?;
+            crate::evidence::verify::Scope::Record(id.to_string())
+        }
+        _ => crate::evidence::verify::Scope::All,
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} objects ({eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message("verifying");
+    let progress = |done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let report = crate::evidence::verify::verify(
+        store.as_ref(),
+        &trust,
+        &scope,
+        expect_head.as_ref(),
+        &progress,
+    )
+    .await?;
+    bar.finish_and_clear();
+    if *json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for f in &report.findings {
+            let tag = match f.severity {
+                crate::evidence::verify::Severity::Problem => "PROBLEM",
+                crate::evidence::verify::Severity::State => "state",
+            };
+            println!("{tag:<8} {}: {}", f.object, f.detail);
+        }
+    }
+    let problems = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == crate::evidence::verify::Severity::Problem)
+        .count();
+    eprintln!(
+        "{}: {} seals, {} objects ({} record versions), {} audio objects checked; {problems} problem(s); head {}:{}; {}",
+        if problems == 0 { "ok" } else { "PROBLEMS" },
+        report.checked.seals,
+        report.checked.objects,
+        report.checked.record_versions,
+        report.checked.audio,
+        report.head.seal,
+        report.head.sha256.as_deref().unwrap_or("-"),
+        report.completeness
+    );
+    if let Some(state) = report.record_state {
+        if state == "not_found" && problems == 0 {
+            eprintln!("no record with this id is stored, sealed or purged");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    Ok(if problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 async fn records_cmd(args: RecordsArgs) -> anyhow::Result<ExitCode> {
+    // Verification reads the store itself and needs no API key.
+    if matches!(args.command, RecordsCommand::Verify { .. }) {
+        return Ok(verify_cmd(&args).await);
+    }
     let key = api_key(&args)?;
     let base = args.server.trim_end_matches('/');
     let client = reqwest::Client::new();
@@ -726,6 +847,9 @@ async fn records_cmd(args: RecordsArgs) -> anyhow::Result<ExitCode> {
                 shown["version"],
                 all.join(", ")
             );
+        }
+        RecordsCommand::Verify { .. } => {
+            return Ok(verify_cmd(&args).await);
         }
         RecordsCommand::Fetch {
             id,

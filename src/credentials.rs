@@ -81,6 +81,31 @@ pub fn signing_key(config: &Config) -> anyhow::Result<(SigningKey, Option<PathBu
     Ok((SigningKey::from_file(&path)?, Some(path)))
 }
 
+/// The keys a verifier run outside the server trusts: the signing key's
+/// public key when its file is readable (`signing_key_file`, or the
+/// development key in `data_dir`; never generated here), the previous signing
+/// key, and `trusted_keys`. Fails when that is no key at all.
+pub fn verifier_trust(config: &Config) -> anyhow::Result<crate::evidence::trust::Trust> {
+    let dev = config.data_dir.join("dev-signing-key.pem");
+    let own = match &config.signing_key_file {
+        Some(path) => Some(SigningKey::from_file(path)?),
+        None if dev.exists() => Some(SigningKey::from_file(&dev)?),
+        None => None,
+    };
+    let mut trust = crate::evidence::trust::Trust::configured(
+        own.as_ref().map(SigningKey::public),
+        config.trusted_keys.as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!("CALLPROOF_TRUSTED_KEYS: {e}"))?;
+    if let Some(path) = &config.previous_signing_key_file {
+        trust.add(SigningKey::from_file(path)?.public().clone());
+    }
+    if trust.fingerprints().is_empty() {
+        anyhow::bail!("no trusted key: set CALLPROOF_TRUSTED_KEYS to the published fingerprints (or a file of PEM public keys), or CALLPROOF_SIGNING_KEY_FILE");
+    }
+    Ok(trust)
+}
+
 /// Path of the development credentials file in `data_dir`.
 pub fn dev_credentials_path(data_dir: &Path) -> PathBuf {
     data_dir.join("dev-credentials.toml")

@@ -7,3 +7,4 @@ pub mod objects;
 pub mod seal;
 pub mod tombstone;
 pub mod trust;
+pub mod verify;

@@ -3,6 +3,7 @@
 
 mod api;
 mod error;
+mod evidence;
 pub mod extract;
 mod jobs;
 mod records;
@@ -37,7 +38,7 @@ use crate::store::check::StoreReport;
 use crate::sweeper::Sweeper;
 
 pub use error::ApiError;
-use extract::{Admin, AnyRole, Key};
+use extract::{Admin, Key};
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -128,7 +129,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/confirmations", post(api::create_confirmation))
         .route("/v1/confirmations/{id}", get(api::get_confirmation))
         .route("/v1/jobs", get(jobs::list))
-        .route("/v1/keys", get(keys))
+        .route("/v1/keys", get(evidence::keys))
+        .route("/v1/seals/head", get(evidence::seals_head))
+        .route("/v1/records/{id}/verify", get(evidence::verify_record))
         .route("/v1/records", get(records::list))
         .route("/v1/records/{id}", get(records::show))
         .route("/v1/records/{id}/versions", get(records::versions))
@@ -226,18 +229,4 @@ async fn status(
         "write_once": s.store_report.write_once(),
         "last_probe_failure": last,
     })))
-}
-
-/// `GET /v1/keys` (any key): the public keys whose signatures callproof's
-/// records carry, with their fingerprints. Trust comes from comparing these
-/// fingerprints with the ones the operator publishes, not from this answer.
-async fn keys(State(s): State<AppState>, _: Key<AnyRole>) -> Json<serde_json::Value> {
-    let public = s.evidence.signer().public();
-    Json(serde_json::json!({
-        "keys": [{
-            "fingerprint": public.fingerprint(),
-            "public_key_pem": public.pem(),
-            "signs_new_records": true,
-        }]
-    }))
 }

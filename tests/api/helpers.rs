@@ -33,6 +33,8 @@ pub struct TestApp {
     /// The server's store (a local directory, or a bucket when TEST_S3_ENDPOINT is set).
     pub store: std::sync::Arc<dyn callproof::store::ObjectStore>,
     pub client: reqwest::Client,
+    /// The server's sealer, when it runs in this process.
+    pub sealer: Option<callproof::evidence::seal::Sealer>,
     _tmp: Option<TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -126,6 +128,7 @@ impl TestApp {
         let base = app.public_base().to_owned();
         let local = format!("http://{}", app.address());
         let store = app.state().store.clone();
+        let sealer = Some(app.state().sealer.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -136,10 +139,37 @@ impl TestApp {
             data_dir: data_dir.to_path_buf(),
             store,
             client: reqwest::Client::new(),
+            sealer,
             _tmp: None,
             shutdown: Some(tx),
             handle: Some(handle),
         }
+    }
+}
+
+impl TestApp {
+    /// Seals everything announced so far, as the sealer does every
+    /// `seal_secs`; returns the head.
+    pub async fn seal_all(&self) -> callproof::evidence::seal::Head {
+        use callproof::evidence::seal::Sealed;
+        let sealer = self
+            .sealer
+            .as_ref()
+            .expect("the sealer of a server in this process");
+        for _ in 0..100 {
+            match sealer
+                .seal_once(time::OffsetDateTime::now_utc())
+                .await
+                .expect("sealing works")
+            {
+                Sealed::Nothing => break,
+                Sealed::NotLeader => tokio::time::sleep(Duration::from_millis(100)).await,
+                Sealed::Wrote { .. } | Sealed::Lost => {}
+            }
+        }
+        callproof::evidence::seal::head(self.store.as_ref())
+            .await
+            .expect("head reads")
     }
 }
 
@@ -157,6 +187,7 @@ impl TestApp {
             data_dir: data_dir.to_path_buf(),
             store,
             client: reqwest::Client::new(),
+            sealer: None,
             _tmp: None,
             shutdown: None,
             handle: None,

@@ -14,4 +14,5 @@ mod memory;
 mod records;
 mod s3;
 mod schema;
+mod seals;
 mod webhooks;
