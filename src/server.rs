@@ -89,13 +89,16 @@ async fn evidence_setup(
     // Anyone may fetch a key by fingerprint; it is trusted only by configuration.
     let pem_key =
         crate::confirmations::checked_key(format!("keys/public/{}.pem", public.fingerprint()))?;
-    crate::confirmations::create_bytes_retained(
+    if let Err(e) = crate::confirmations::create_bytes_retained(
         evidence.store().as_ref(),
         &pem_key,
         bytes::Bytes::from(public.pem()),
         None,
     )
-    .await?;
+    .await
+    {
+        tracing::warn!(key = %pem_key, error = %e, "cannot publish the public key in the store; verifiers that trust it by fingerprint need it there, and the next start tries again");
+    }
     let interval = Duration::from_secs(config.seal_secs);
     let sealer = Sealer::new(
         evidence.clone(),
