@@ -285,6 +285,18 @@ async fn settled(app: &TestApp, id: &str, deliveries: &Deliveries) -> Result<(),
             record["status"]
         ));
     }
+    // Everything written is sealed, and the evidence verifies.
+    app.try_seal_all().await?;
+    let pending = app.stored("seal/pending/").await;
+    if pending > 0 {
+        return Err(format!(
+            "{pending} evidence object(s) announced and not sealed"
+        ));
+    }
+    let report = app.verify_all().await;
+    if report.has_problems() {
+        return Err(format!("verification: {:?}", report.findings));
+    }
     Ok(())
 }
 
@@ -299,6 +311,8 @@ async fn a_crash_at_any_write_of_a_whole_call_is_repaired_after_a_restart() {
         .await
         .expect("created");
     app.wait_record(&id, complete).await;
+    // The crash points include sealing what the call wrote.
+    app.seal_all().await;
     wait_settled(&app, &id, &deliveries, "the reference call").await;
     let total = writes.load(Ordering::SeqCst);
     eprintln!("a whole call wrote {total} objects; crashing before each of them");
@@ -319,6 +333,8 @@ async fn crash_run(n: usize, port: u16, media: &str, deliveries: &Deliveries) {
     let dir: PathBuf = tmp.path().to_path_buf();
     let (crashing, _) = start(&dir, port, 3600, Some(n)).await;
     let id = reference_call(&crashing, port, media).await;
+    // A crash can come while sealing, too.
+    let _ = crashing.try_seal_all().await;
     crashing.stop().await;
     let (app, _) = start(&dir, port, 1, None).await;
     let Some(id) = id else {

@@ -151,6 +151,14 @@ impl TestApp {
     /// Seals everything announced so far, as the sealer does every
     /// `seal_secs`; returns the head.
     pub async fn seal_all(&self) -> callproof::evidence::seal::Head {
+        self.try_seal_all().await.expect("sealing works");
+        callproof::evidence::seal::head(self.store.as_ref())
+            .await
+            .expect("head reads")
+    }
+
+    /// [`TestApp::seal_all`] that reports a failure instead of panicking.
+    pub async fn try_seal_all(&self) -> Result<(), String> {
         use callproof::evidence::seal::Sealed;
         let sealer = self
             .sealer
@@ -160,16 +168,35 @@ impl TestApp {
             match sealer
                 .seal_once(time::OffsetDateTime::now_utc())
                 .await
-                .expect("sealing works")
+                .map_err(|e| e.to_string())?
             {
-                Sealed::Nothing => break,
+                Sealed::Nothing => return Ok(()),
                 Sealed::NotLeader => tokio::time::sleep(Duration::from_millis(100)).await,
                 Sealed::Wrote { .. } | Sealed::Lost => {}
             }
         }
-        callproof::evidence::seal::head(self.store.as_ref())
-            .await
-            .expect("head reads")
+        Err("sealing did not finish in 100 passes".into())
+    }
+
+    /// Verifies the whole store with the development signing key of the data
+    /// directory, as `callproof records verify --all` does.
+    pub async fn verify_all(&self) -> callproof::evidence::verify::Report {
+        let key = callproof::evidence::keys::SigningKey::from_file(
+            &self.data_dir.join("dev-signing-key.pem"),
+        )
+        .expect("the development signing key");
+        let trust =
+            callproof::evidence::trust::Trust::configured(Some(key.public()), None).expect("trust");
+        let noop = |_: u64, _: u64| {};
+        callproof::evidence::verify::verify(
+            self.store.as_ref(),
+            &trust,
+            &callproof::evidence::verify::Scope::All,
+            None,
+            &noop,
+        )
+        .await
+        .expect("verification runs")
     }
 }
 
