@@ -228,5 +228,6 @@ async fn status(
         "store": s.store_report,
         "write_once": s.store_report.write_once(),
         "last_probe_failure": last,
+        "seal_alarm": s.sealer.alarm(),
     })))
 }

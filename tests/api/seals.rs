@@ -216,6 +216,7 @@ async fn verify_all_names_each_change_a_store_writer_makes() {
         .await;
     assert_eq!(resp.status().as_u16(), 200);
     let report: Value = resp.json().await.unwrap();
+    assert_valid_against("verify-report.v1.schema.json", &report);
     assert_eq!(report["status"], "problems");
     assert!(report["findings"]
         .as_array()
@@ -238,7 +239,16 @@ async fn deleting_the_newest_seals_with_their_records_is_caught_by_a_kept_head()
         .json()
         .await
         .unwrap();
+    assert_valid_against("seal-head.v1.schema.json", &served);
     assert_eq!(served["seal"], kept.seal);
+    // Every stored seal is what the published schema says.
+    for k in store.list("seals/").await.unwrap() {
+        if k.as_str().ends_with(".json") {
+            let seal: Value =
+                serde_json::from_slice(&store.get(&k).await.unwrap().unwrap()).unwrap();
+            assert_valid_against("seal.v1.schema.json", &seal);
+        }
+    }
     assert_eq!(served["sha256"], kept.sha256.clone().unwrap().as_str());
     let (code, out) = verify_cli(
         tmp.path(),
