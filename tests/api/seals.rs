@@ -393,3 +393,61 @@ async fn after_a_key_rotation_old_records_verify_and_new_ones_carry_the_new_key(
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("not trusted"), "{out}");
 }
+
+#[tokio::test]
+async fn records_from_before_signing_verify_as_unsigned_and_a_stripped_signature_does_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // A store holding a format-1 record written before signing existed.
+    let env = test_env(dir, Options::default()).await;
+    let store = callproof::server::connect_store(&test_config(dir, &env))
+        .await
+        .unwrap();
+    let old = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("recordings-schema/examples/03-incomplete-no-recording.json"),
+    )
+    .unwrap();
+    let old_key = "records/490f6f1d8571696c5a8e174e1bb19c8d/v0001.json";
+    store.create(&key(old_key), Bytes::from(old)).await.unwrap();
+
+    let app = spawn_in(dir, Options::default()).await;
+    // The first seal is the backfill seal: it lists what was there before.
+    assert_eq!(app.seal_all().await.seal, 1);
+    let (id, record) = app.recorded_call(&["press:1"]).await;
+    let head = app.seal_all().await;
+    assert!(head.seal >= 1);
+    let report = app.verify_all().await;
+    assert!(!report.has_problems(), "{:?}", report.findings);
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.object == old_key && f.detail == "unsigned (written before signing)"),
+        "{:?}",
+        report.findings
+    );
+    // Stripping a signed version's signature and key id does not make it old.
+    let k = latest_key(&id, &record);
+    let mut stripped: Value =
+        serde_json::from_slice(&store.get(&key(&k)).await.unwrap().unwrap()).unwrap();
+    stripped["schema"] = Value::from("callproof.confirmation-record.v1");
+    stripped.as_object_mut().unwrap().remove("signing_key");
+    delete_prefix(store.as_ref(), k.strip_suffix(".json").unwrap()).await;
+    store
+        .create(
+            &key(&k),
+            Bytes::from(serde_json::to_vec_pretty(&stripped).unwrap()),
+        )
+        .await
+        .unwrap();
+    let report = app.verify_all().await;
+    assert!(
+        report.findings.iter().any(|f| f.object == k
+            && f.severity == callproof::evidence::verify::Severity::Problem
+            && f.detail.contains("unsigned, and not in the backfill seal")),
+        "{:?}",
+        report.findings
+    );
+    app.stop().await;
+}
