@@ -59,6 +59,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "previous_signing_key_file", env: "CALLPROOF_PREVIOUS_SIGNING_KEY_FILE", default: None, help: "For a key rotation: the PEM file of the key that signed until now. At start callproof writes a statement signed by both keys that introduces the new one, so records signed before keep verifying; keep it set until the next seal has been written, then remove it." },
     Setting { key: "trusted_keys", env: "CALLPROOF_TRUSTED_KEYS", default: None, help: "Public keys verification trusts besides the signing key's own: comma-separated fingerprints (64 hex digits, the SHA-256 of the key's DER), or the path of a file of PEM public keys. A key found only in the store is never trusted." },
     Setting { key: "seal_secs", env: "CALLPROOF_SEAL_SECS", default: Some("60"), help: "How often evidence written since the last seal is sealed, in seconds. An object deleted together with its marker before the next seal goes unnoticed, so keep it short." },
+    Setting { key: "trusted_proxies", env: "CALLPROOF_TRUSTED_PROXIES", default: None, help: "Comma-separated IP addresses or CIDR blocks (e.g. 10.0.0.0/8) of reverse proxies whose X-Forwarded-For is believed: the audit log then records the right-most address in it that is not one of them. Unset: none; the TCP peer is recorded." },
     Setting { key: "media_hosts", env: "CALLPROOF_MEDIA_HOSTS", default: None, help: "Comma-separated hosts recordings are fetched from: host[:port] for https, http://host:port for plain http. Unset: api.twilio.com, plus loopback on any port in development. When set, exactly these." },
     Setting { key: "max_recordings_per_call", env: "CALLPROOF_MAX_RECORDINGS_PER_CALL", default: Some("4"), help: "Recordings ingested per call at most; later recording callbacks are refused and logged." },
     Setting { key: "recording_format", env: "CALLPROOF_RECORDING_FORMAT", default: Some("wav"), help: "Format asked of the provider for call recordings: wav (lossless, both channels) or mp3 (smaller)." },
@@ -200,6 +201,7 @@ pub struct Config {
     pub previous_signing_key_file: Option<PathBuf>,
     pub trusted_keys: Option<String>,
     pub seal_secs: u64,
+    pub trusted_proxies: crate::http::client::TrustedProxies,
     pub max_recordings_per_call: u32,
     pub recording_format: RecordingFormat,
     pub recording_max_bytes: u64,
@@ -456,6 +458,10 @@ impl Config {
                 }
             },
             seal_secs: positive(l, "seal_secs")?,
+            trusted_proxies: match get(l, "trusted_proxies") {
+                None => crate::http::client::TrustedProxies::default(),
+                Some((v, src)) => crate::http::client::TrustedProxies::parse(v).map_err(|why| bad("trusted_proxies", v, src, &why))?,
+            },
             recording_format: match get(l, "recording_format").map(|(v, s)| (v.as_str(), s)) {
                 Some(("wav", _)) | None => RecordingFormat::Wav,
                 Some(("mp3", _)) => RecordingFormat::Mp3,

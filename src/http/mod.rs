@@ -2,6 +2,7 @@
 //! agent API (`/v1/confirmations`), the provider webhooks (`/voice/*`), health and status.
 
 mod api;
+pub mod client;
 mod error;
 pub mod extract;
 mod jobs;
