@@ -199,6 +199,8 @@ fn serve_on_the_defaults_generates_credentials_once_and_a_simulated_call_confirm
             id,
             "-o",
             "call.wav",
+            "--reason",
+            "dispute D-118 from the account holder",
         ])
         .current_dir(dir.path())
         .env_remove("CALLPROOF_DATA_DIR")
@@ -213,6 +215,25 @@ fn serve_on_the_defaults_generates_credentials_once_and_a_simulated_call_confirm
     assert!(String::from_utf8_lossy(&out.stderr).contains("sha256 matches the record"));
     let wav = std::fs::read(dir.path().join("call.wav")).unwrap();
     assert!(wav.starts_with(b"RIFF"));
+
+    // Without --reason, fetch does not even ask.
+    let out = Command::new(BIN)
+        .args([
+            "records",
+            "--server",
+            &format!("http://{}", server.address),
+            "fetch",
+            id,
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--reason"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // `records show` prints the record exactly as stored; the versions go to stderr.
     let out = Command::new(BIN)
