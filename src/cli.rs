@@ -17,6 +17,8 @@ use crate::flow::consent::{Classifier, DEFAULT_MIN_CONFIDENCE};
 use crate::server::{shutdown_signal, Application};
 use crate::simulate::{self, Answer, Simulation};
 
+mod audit;
+
 /// callproof: confirm account changes by phone and keep the call as proof.
 #[derive(Debug, Parser)]
 #[command(name = "callproof", version, about, long_about = None)]
@@ -38,6 +40,8 @@ enum Command {
     },
     /// Search, read and download voice confirmation records (compliance role).
     Records(RecordsArgs),
+    /// Read the audit log of every access to evidence through the server (admin role).
+    Audit(audit::AuditArgs),
     /// Inspect the configured store.
     Store {
         #[command(subcommand)]
@@ -262,6 +266,7 @@ pub fn main() -> ExitCode {
                 },
         } => classify(&locale, &kind, min_confidence),
         Command::Records(args) => runtime().and_then(|rt| rt.block_on(records_cmd(args))),
+        Command::Audit(args) => runtime().and_then(|rt| rt.block_on(audit::run(args))),
         Command::Store {
             command: StoreCommand::Check(args),
         } => runtime().and_then(|rt| rt.block_on(store_check(args))),
