@@ -17,6 +17,8 @@ use crate::flow::consent::{Classifier, DEFAULT_MIN_CONFIDENCE};
 use crate::server::{shutdown_signal, Application};
 use crate::simulate::{self, Answer, Simulation};
 
+mod audit;
+
 /// callproof: confirm account changes by phone and keep the call as proof.
 #[derive(Debug, Parser)]
 #[command(name = "callproof", version, about, long_about = None)]
@@ -38,6 +40,8 @@ enum Command {
     },
     /// Search, read and download voice confirmation records (compliance role).
     Records(RecordsArgs),
+    /// Read the audit log of every access to evidence through the server (admin role).
+    Audit(audit::AuditArgs),
     /// Inspect the configured store.
     Store {
         #[command(subcommand)]
@@ -185,6 +189,9 @@ enum RecordsCommand {
         /// Output file [default: <id>.wav, or <id>-original.<format>].
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
+        /// Why the audio is needed (kept in the audit log with your key's name).
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -282,6 +289,7 @@ pub fn main() -> ExitCode {
                 },
         } => classify(&locale, &kind, min_confidence),
         Command::Records(args) => runtime().and_then(|rt| rt.block_on(records_cmd(args))),
+        Command::Audit(args) => runtime().and_then(|rt| rt.block_on(audit::run(args))),
         Command::Store {
             command: StoreCommand::Check(args),
         } => runtime().and_then(|rt| rt.block_on(store_check(args))),
@@ -577,9 +585,21 @@ async fn api_get(
     url: &str,
     key: &str,
 ) -> anyhow::Result<reqwest::Response> {
-    let resp = client
-        .get(url)
-        .bearer_auth(key)
+    api_get_for(client, url, key, None).await
+}
+
+/// [`api_get`] giving `reason` in `X-Callproof-Reason`, as evidence access needs.
+async fn api_get_for(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    reason: Option<&str>,
+) -> anyhow::Result<reqwest::Response> {
+    let mut req = client.get(url).bearer_auth(key);
+    if let Some(r) = reason {
+        req = req.header(crate::http::audit::REASON_HEADER, r);
+    }
+    let resp = req
         .send()
         .await
         .with_context(|| format!("cannot reach {url}: is callproof serve running? (--server)"))?;
@@ -600,19 +620,22 @@ async fn api_get(
     }
 }
 
-/// One record as JSON: the latest version, or `version`.
+/// One record as JSON: the latest version, or `version`; `reason` is audited with the read.
 async fn get_record(
     client: &reqwest::Client,
     base: &str,
     key: &str,
     id: &str,
     version: Option<u32>,
+    reason: Option<&str>,
 ) -> anyhow::Result<serde_json::Value> {
     let v = version.map(|v| format!("?version={v}")).unwrap_or_default();
-    Ok(api_get(client, &format!("{base}/v1/records/{id}{v}"), key)
-        .await?
-        .json()
-        .await?)
+    Ok(
+        api_get_for(client, &format!("{base}/v1/records/{id}{v}"), key, reason)
+            .await?
+            .json()
+            .await?,
+    )
 }
 
 /// `records verify`: exit 0, 1 or 2 whatever went wrong.
@@ -856,8 +879,9 @@ async fn records_cmd(args: RecordsArgs) -> anyhow::Result<ExitCode> {
             original,
             version,
             output,
+            reason,
         } => {
-            let record = get_record(&client, base, &key, id, *version).await?;
+            let record = get_record(&client, base, &key, id, *version, Some(reason)).await?;
             let role = if *original { "original" } else { "archival" };
             let object = record["recording"]["audio"]
                 .as_array()
@@ -879,7 +903,7 @@ async fn records_cmd(args: RecordsArgs) -> anyhow::Result<ExitCode> {
                 params.push(format!("version={v}"));
             }
             let url = format!("{base}/v1/records/{id}/audio?{}", params.join("&"));
-            let resp = api_get(&client, &url, &key).await?;
+            let resp = api_get_for(&client, &url, &key, Some(reason)).await?;
             let bar = indicatif::ProgressBar::new(resp.content_length().unwrap_or(0));
             bar.set_style(
                 indicatif::ProgressStyle::with_template(

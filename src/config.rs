@@ -39,7 +39,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "twilio_account_sid", env: "CALLPROOF_TWILIO_ACCOUNT_SID", default: None, help: "Provider account SID, used to fetch recordings. Generated for development when unset." },
     Setting { key: "twilio_auth_token", env: "CALLPROOF_TWILIO_AUTH_TOKEN", default: None, help: "Provider auth token: verifies X-Twilio-Signature on every webhook. Generated for development when unset." },
     Setting { key: "api_keys", env: "CALLPROOF_API_KEYS", default: None, help: "Comma-separated API keys, each role:key or role:name:key, roles agent, compliance, admin (e.g. agent:front-desk:k1,compliance:k2); keys cannot contain :, and a key without a name is named key-<first 12 hex digits of its SHA-256>. Generated for development when unset." },
-    Setting { key: "token_secret", env: "CALLPROOF_TOKEN_SECRET", default: None, help: "Secret (at least 32 characters) that signs flow tokens in callback URLs; every instance must share it. Generated for development when unset." },
+    Setting { key: "token_secret", env: "CALLPROOF_TOKEN_SECRET", default: None, help: "Secret (at least 32 characters) that signs flow tokens in callback URLs and playback URLs, and keys the hash that stands for phone numbers in the audit log; every instance must share it. Generated for development when unset." },
     Setting { key: "agent_number", env: "CALLPROOF_AGENT_NUMBER", default: None, help: "E.164 number a caller is transferred to on request or after repeated misses; unset ends such calls as no_answer." },
     Setting { key: "confirmation_ttl_secs", env: "CALLPROOF_CONFIRMATION_TTL_SECS", default: Some("1800"), help: "How long a confirmation request's transfer URL stays usable, in seconds." },
     Setting { key: "flow_step_ttl_secs", env: "CALLPROOF_FLOW_STEP_TTL_SECS", default: Some("900"), help: "How long the token in one consent question's callback URL stays valid, in seconds." },
@@ -59,6 +59,8 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "previous_signing_key_file", env: "CALLPROOF_PREVIOUS_SIGNING_KEY_FILE", default: None, help: "For a key rotation: the PEM file of the key that signed until now. At start callproof writes a statement signed by both keys that introduces the new one, so records signed before keep verifying; keep it set until the next seal has been written, then remove it." },
     Setting { key: "trusted_keys", env: "CALLPROOF_TRUSTED_KEYS", default: None, help: "Public keys verification trusts besides the signing key's own: comma-separated fingerprints (64 hex digits, the SHA-256 of the key's DER), or the path of a file of PEM public keys. A key found only in the store is never trusted." },
     Setting { key: "seal_secs", env: "CALLPROOF_SEAL_SECS", default: Some("60"), help: "How often evidence written since the last seal is sealed, in seconds. An object deleted together with its marker before the next seal goes unnoticed, so keep it short." },
+    Setting { key: "trusted_proxies", env: "CALLPROOF_TRUSTED_PROXIES", default: None, help: "Comma-separated IP addresses or CIDR blocks (e.g. 10.0.0.0/8) of reverse proxies whose X-Forwarded-For is believed: the audit log then records the right-most address in it that is not one of them. Unset: none; the TCP peer is recorded." },
+    Setting { key: "playback_url_secs", env: "CALLPROOF_PLAYBACK_URL_SECS", default: Some("300"), help: "How long an audio URL from POST /v1/records/{id}/playback stays usable without an API key, in seconds." },
     Setting { key: "media_hosts", env: "CALLPROOF_MEDIA_HOSTS", default: None, help: "Comma-separated hosts recordings are fetched from: host[:port] for https, http://host:port for plain http. Unset: api.twilio.com, plus loopback on any port in development. When set, exactly these." },
     Setting { key: "max_recordings_per_call", env: "CALLPROOF_MAX_RECORDINGS_PER_CALL", default: Some("4"), help: "Recordings ingested per call at most; later recording callbacks are refused and logged." },
     Setting { key: "recording_format", env: "CALLPROOF_RECORDING_FORMAT", default: Some("wav"), help: "Format asked of the provider for call recordings: wav (lossless, both channels) or mp3 (smaller)." },
@@ -200,6 +202,8 @@ pub struct Config {
     pub previous_signing_key_file: Option<PathBuf>,
     pub trusted_keys: Option<String>,
     pub seal_secs: u64,
+    pub trusted_proxies: crate::http::client::TrustedProxies,
+    pub playback_url_secs: u64,
     pub max_recordings_per_call: u32,
     pub recording_format: RecordingFormat,
     pub recording_max_bytes: u64,
@@ -456,6 +460,11 @@ impl Config {
                 }
             },
             seal_secs: positive(l, "seal_secs")?,
+            trusted_proxies: match get(l, "trusted_proxies") {
+                None => crate::http::client::TrustedProxies::default(),
+                Some((v, src)) => crate::http::client::TrustedProxies::parse(v).map_err(|why| bad("trusted_proxies", v, src, &why))?,
+            },
+            playback_url_secs: positive(l, "playback_url_secs")?,
             recording_format: match get(l, "recording_format").map(|(v, s)| (v.as_str(), s)) {
                 Some(("wav", _)) | None => RecordingFormat::Wav,
                 Some(("mp3", _)) => RecordingFormat::Mp3,

@@ -330,7 +330,16 @@ impl Application {
                 },
                 _ = &mut shutdown => break,
             };
-            let service = TowerToHyperService::new(app.clone());
+            // Handlers learn the peer (the client, or a proxy in front of it)
+            // as `ConnectInfo`; `http::client::ClientAddr` resolves it.
+            let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+                app.clone(),
+                move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    req
+                },
+            ));
             let mut closing = closing_rx.clone();
             let done = done_rx.clone();
             tokio::spawn(async move {

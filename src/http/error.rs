@@ -28,6 +28,10 @@ pub enum ApiError {
     /// The body is JSON but some fields are wrong (422): path -> what to do.
     #[error("invalid fields")]
     Invalid(BTreeMap<String, String>),
+    /// Nothing may be served because something callproof must do first
+    /// failed (503), e.g. writing the audit entry; the message says what.
+    #[error("{0}")]
+    Unavailable(String),
     /// Something failed inside callproof (500); the cause is logged.
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
@@ -56,6 +60,7 @@ impl IntoResponse for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 json!({"error": "some fields are invalid", "fields": fields}),
             ),
+            ApiError::Unavailable(msg) => (StatusCode::SERVICE_UNAVAILABLE, json!({"error": msg})),
             ApiError::Internal(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "request failed");
                 (

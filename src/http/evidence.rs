@@ -2,9 +2,12 @@
 //! keep, and the verification of one record (compliance or admin).
 
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::audit::{audited, Access};
+use super::client::ClientAddr;
 use super::extract::{AnyRole, Compliance, Key};
 use super::{ApiError, AppState};
 use crate::domain::ConfirmationId;
@@ -51,10 +54,13 @@ pub async fn seals_head(
 pub async fn verify_record(
     State(s): State<AppState>,
     Key { caller, .. }: Key<Compliance>,
+    client: ClientAddr,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<verify::Report>, ApiError> {
     let id: ConfirmationId = id.parse().map_err(|_| ApiError::NotFound)?;
-    // audit: records.verify
+    let access = Access::new("records.verify", "GET /v1/records/{id}/verify").record(id.as_str());
+    audited(&s, &caller, access, &headers, client).await?;
     let noop = |_: u64, _: u64| {};
     let report = verify::verify(
         s.store.as_ref(),

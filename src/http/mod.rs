@@ -2,10 +2,13 @@
 //! agent API (`/v1/confirmations`), the provider webhooks (`/voice/*`), health and status.
 
 mod api;
+pub mod audit;
+pub mod client;
 mod error;
 mod evidence;
 pub mod extract;
 mod jobs;
+mod playback;
 mod records;
 mod voice;
 mod webhook;
@@ -136,6 +139,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/records/{id}", get(records::show))
         .route("/v1/records/{id}/versions", get(records::versions))
         .route("/v1/records/{id}/audio", get(records::audio))
+        .route("/v1/records/{id}/playback", post(playback::create))
+        .route("/v1/audit", get(audit::list))
         .layer(DefaultBodyLimit::max(limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

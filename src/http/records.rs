@@ -15,8 +15,12 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, OffsetDateTime};
 
+use super::audit::{audited, Access};
+use super::client::ClientAddr;
 use super::extract::{Compliance, Key};
+use super::playback;
 use super::{ApiError, AppState};
+use crate::auth::Role;
 use crate::confirmations::Outcome;
 use crate::domain::{ChangeKind, ConfirmationId, ConfirmationNumber, PhoneNumber};
 use crate::record::{AudioRole, ConfirmationRecord};
@@ -52,7 +56,7 @@ struct Filter {
 }
 
 /// A time bound: RFC 3339, or a date (from: its start; to: the next day's start).
-fn parse_bound(text: &str, end_of_day: bool) -> Result<OffsetDateTime, String> {
+pub(super) fn parse_bound(text: &str, end_of_day: bool) -> Result<OffsetDateTime, String> {
     if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
         return Ok(t);
     }
@@ -182,13 +186,40 @@ fn summary(r: &ConfirmationRecord) -> Value {
     })
 }
 
+/// The audit description of a search: every filter given, the phone as its keyed hash.
+fn search_access(q: &ListQuery) -> Access<'static> {
+    let mut access = Access::new("records.search", "GET /v1/records");
+    if let Some(p) = &q.phone {
+        access = access.phone("phone", p);
+    }
+    for (name, value) in [
+        ("account_id", &q.account_id),
+        ("kind", &q.kind),
+        ("outcome", &q.outcome),
+        ("from", &q.from),
+        ("to", &q.to),
+        ("confirmation_number", &q.confirmation_number),
+        ("limit", &q.limit),
+        ("cursor", &q.cursor),
+    ] {
+        if let Some(v) = value {
+            access = access.filter(name, v);
+        }
+    }
+    access
+}
+
 /// `GET /v1/records` (compliance): the newest version of each matching record, a page at a time.
 pub async fn list(
     State(s): State<AppState>,
     Key { caller, .. }: Key<Compliance>,
+    client: ClientAddr,
+    headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    let access = search_access(&q);
     let filter = Filter::parse(q)?;
+    audited(&s, &caller, access, &headers, client).await?;
     let records = &s.records;
     let mut found = Vec::new();
     for id in records.ids().await? {
@@ -228,14 +259,13 @@ pub async fn list(
     })))
 }
 
-/// `version=N` and `original=true` on record reads.
+/// `version=N` on record reads.
 #[derive(Debug, Default, Deserialize)]
 pub struct RecordQuery {
     version: Option<u32>,
-    original: Option<bool>,
 }
 
-async fn load(
+pub(super) async fn load(
     s: &AppState,
     id: &str,
     version: Option<u32>,
@@ -255,10 +285,18 @@ async fn load(
 pub async fn show(
     State(s): State<AppState>,
     Key { caller, .. }: Key<Compliance>,
+    client: ClientAddr,
+    headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<RecordQuery>,
 ) -> Result<Response, ApiError> {
     let id: ConfirmationId = id.parse().map_err(|_| ApiError::NotFound)?;
+    let asked = q.version.map(|v| v.to_string());
+    let mut access = Access::new("records.read", "GET /v1/records/{id}").record(id.as_str());
+    if let Some(v) = &asked {
+        access = access.filter("version", v);
+    }
+    audited(&s, &caller, access, &headers, client).await?;
     let records = &s.records;
     let version = match q.version {
         Some(v) => v,
@@ -285,9 +323,13 @@ pub async fn show(
 pub async fn versions(
     State(s): State<AppState>,
     Key { caller, .. }: Key<Compliance>,
+    client: ClientAddr,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id: ConfirmationId = id.parse().map_err(|_| ApiError::NotFound)?;
+    let access = Access::new("records.read", "GET /v1/records/{id}/versions").record(id.as_str());
+    audited(&s, &caller, access, &headers, client).await?;
     let records = &s.records;
     let numbers = records.versions(&id).await?;
     let mut out = Vec::with_capacity(numbers.len());
@@ -358,21 +400,72 @@ pub fn parse_range(header: Option<&str>, size: u64) -> RangeAsk {
     }
 }
 
-/// `GET /v1/records/{id}/audio` (compliance): the archival WAV, or
-/// `?original=true` for the provider's bytes; honours `Range`.
+/// `version=N`, `original=true` and a playback grant `t` on the audio route.
+#[derive(Debug, Default, Deserialize)]
+pub struct AudioQuery {
+    version: Option<u32>,
+    original: Option<bool>,
+    t: Option<String>,
+}
+
+/// `GET /v1/records/{id}/audio` (compliance, with `X-Callproof-Reason`; each
+/// request audited): the archival WAV, or `?original=true` for the
+/// provider's bytes; honours `Range`. With `?t=` from a playback URL it
+/// needs neither key nor reason and serves exactly the audio the grant names.
 pub async fn audio(
     State(s): State<AppState>,
-    Key { caller, .. }: Key<Compliance>,
+    client: ClientAddr,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Query<RecordQuery>,
+    Query(q): Query<AudioQuery>,
 ) -> Result<Response, ApiError> {
-    let record = load(&s, &id, q.version).await?;
-    let want = if q.original.unwrap_or(false) {
+    if let Some(token) = &q.t {
+        let grant = match playback::verify(
+            &s.credentials.token_secret,
+            token,
+            &id,
+            OffsetDateTime::now_utc(),
+        ) {
+            Ok(g) => g,
+            Err(e) => return Ok(e.into_response()),
+        };
+        let record = load(&s, &id, Some(grant.version)).await?;
+        let who = format!("playback {}", grant.audit_id);
+        return serve_audio(&s, &record, grant.role(), &headers, &who).await;
+    }
+    let caller = s.authorize(&headers, Role::Compliance)?;
+    let id: ConfirmationId = id.parse().map_err(|_| ApiError::NotFound)?;
+    let original = q.original.unwrap_or(false);
+    let asked = q.version.map(|v| v.to_string());
+    let mut access = Access::new("records.audio", "GET /v1/records/{id}/audio")
+        .record(id.as_str())
+        .reason_required();
+    if let Some(v) = &asked {
+        access = access.filter("version", v);
+    }
+    if original {
+        access = access.filter("original", "true");
+    }
+    let entry = audited(&s, &caller, access, &headers, client).await?;
+    let record = load(&s, id.as_str(), q.version).await?;
+    let want = if original {
         AudioRole::Original
     } else {
         AudioRole::Archival
     };
+    let who = format!("{} {} audit {}", caller.role, caller.key_name, entry.id);
+    serve_audio(&s, &record, want, &headers, &who).await
+}
+
+/// Streams the `want` audio of `record`, or the range `headers` ask for;
+/// `who` names the access in the log.
+async fn serve_audio(
+    s: &AppState,
+    record: &ConfirmationRecord,
+    want: AudioRole,
+    headers: &HeaderMap,
+    who: &str,
+) -> Result<Response, ApiError> {
     let object = record
         .recording
         .as_ref()
@@ -412,11 +505,13 @@ pub async fn audio(
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
         .ok_or(ApiError::NotFound)?;
-    tracing::info!(role = %caller.role, key = %caller.key_name, record = %record.record_id, role_of_audio = ?want, start, end, "record audio served");
+    tracing::info!(by = %who, record = %record.record_id, role_of_audio = ?want, start, end, "record audio served");
     let mut response = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, content_type)
         .header(header::ACCEPT_RANGES, "bytes")
+        // Evidence audio is replayed, not kept: no copy in a browser's cache.
+        .header(header::CACHE_CONTROL, "private, no-store")
         .header(header::CONTENT_LENGTH, end - start)
         .header("x-content-sha256", object.sha256.as_str());
     if status == StatusCode::PARTIAL_CONTENT {

@@ -199,6 +199,8 @@ fn serve_on_the_defaults_generates_credentials_once_and_a_simulated_call_confirm
             id,
             "-o",
             "call.wav",
+            "--reason",
+            "dispute D-118 from the account holder",
         ])
         .current_dir(dir.path())
         .env_remove("CALLPROOF_DATA_DIR")
@@ -213,6 +215,71 @@ fn serve_on_the_defaults_generates_credentials_once_and_a_simulated_call_confirm
     assert!(String::from_utf8_lossy(&out.stderr).contains("sha256 matches the record"));
     let wav = std::fs::read(dir.path().join("call.wav")).unwrap();
     assert!(wav.starts_with(b"RIFF"));
+
+    // The replay is in the audit log with its reason; an admin reads it with
+    // `audit list` (the development admin key by default).
+    let out = Command::new(BIN)
+        .args([
+            "audit",
+            "--server",
+            &format!("http://{}", server.address),
+            "list",
+            "--record",
+            id,
+            "--limit",
+            "1",
+            "--all",
+            "--json",
+        ])
+        .current_dir(dir.path())
+        .env_remove("CALLPROOF_DATA_DIR")
+        .env_remove("CALLPROOF_API_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entries: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(entries.len() >= 2, "every page followed: {entries:#?}");
+    let replays: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| e["action"] == "records.audio")
+        .collect();
+    assert_eq!(replays.len(), 1, "{entries:#?}");
+    assert_eq!(
+        replays[0]["reason"],
+        "dispute D-118 from the account holder"
+    );
+    assert_eq!(replays[0]["actor"]["role"], "compliance");
+    assert_eq!(replays[0]["client"], "127.0.0.1");
+    // `fetch` sends the reason with its read of the record too.
+    assert!(entries
+        .iter()
+        .any(|e| e["action"] == "records.read"
+            && e["reason"] == "dispute D-118 from the account holder"));
+    // Without --reason, fetch does not even ask.
+    let out = Command::new(BIN)
+        .args([
+            "records",
+            "--server",
+            &format!("http://{}", server.address),
+            "fetch",
+            id,
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--reason"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // `records show` prints the record exactly as stored; the versions go to stderr.
     let out = Command::new(BIN)

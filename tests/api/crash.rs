@@ -30,6 +30,14 @@ struct CrashAfter {
 }
 
 impl CrashAfter {
+    /// Audit entries (and the markers announcing them) are written by the
+    /// test's own reads of the record, not by the call: they pass uncounted.
+    fn audit_write(&self, key: &ObjectKey, bytes: &[u8]) -> bool {
+        key.as_str().starts_with("audit/")
+            || (key.as_str().starts_with("seal/pending/")
+                && bytes.starts_with(br#"{"key":"audit/"#))
+    }
+
     fn write(&self, key: &str) -> Result<(), StoreError> {
         if self.writes.fetch_add(1, Ordering::SeqCst) < self.limit {
             Ok(())
@@ -45,7 +53,9 @@ impl CrashAfter {
 #[async_trait]
 impl ObjectStore for CrashAfter {
     async fn create(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StoreError> {
-        self.write(key.as_str())?;
+        if !self.audit_write(key, &bytes) {
+            self.write(key.as_str())?;
+        }
         self.inner.create(key, bytes).await
     }
     async fn create_retained(
@@ -54,7 +64,9 @@ impl ObjectStore for CrashAfter {
         bytes: Bytes,
         until: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        self.write(key.as_str())?;
+        if !self.audit_write(key, &bytes) {
+            self.write(key.as_str())?;
+        }
         self.inner.create_retained(key, bytes, until).await
     }
     async fn create_file(&self, key: &ObjectKey, path: &Path) -> Result<(), StoreError> {

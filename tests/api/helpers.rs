@@ -21,6 +21,8 @@ pub const ADMIN_KEY_NAME: &str = "ops-desk";
 pub const AUTH_TOKEN: &str = "0123456789abcdef0123456789abcdef";
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub const TOKEN_SECRET: &str = "token-secret-for-tests-0123456789abcdef";
+/// The reason `compliance_get` gives for every access.
+pub const TEST_REASON: &str = "integration test of the compliance API";
 /// Signs outcome callbacks in tests: `whsec_` and base64 of 32 bytes.
 pub const CALLBACK_SECRET: &str = "whsec_Y2FsbGJhY2stc2VjcmV0LWZvci10ZXN0cy0wMDAwMDE=";
 
@@ -523,12 +525,14 @@ impl TestApp {
             .collect()
     }
 
-    /// Downloads bytes with optional headers as the compliance role.
+    /// Downloads bytes with optional headers as the compliance role, giving
+    /// [`TEST_REASON`] as the reason (audio needs one).
     pub async fn compliance_get(&self, path: &str, range: Option<&str>) -> reqwest::Response {
         let mut req = self
             .client
             .get(format!("{}{path}", self.base))
-            .bearer_auth(COMPLIANCE_KEY);
+            .bearer_auth(COMPLIANCE_KEY)
+            .header("x-callproof-reason", TEST_REASON);
         if let Some(r) = range {
             req = req.header("range", r);
         }
@@ -566,6 +570,25 @@ pub fn assert_valid_record(record: &Value) {
     assert_valid_against(schema, record);
 }
 
+/// Resolves `$ref`s between the published schemas from `recordings-schema/`.
+struct PublishedSchemas;
+
+impl jsonschema::Retrieve for PublishedSchemas {
+    fn retrieve(
+        &self,
+        uri: &jsonschema::Uri<String>,
+    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        let name = uri
+            .as_str()
+            .strip_prefix("https://schemas.callproof.dev/")
+            .ok_or_else(|| format!("{uri} is not a published callproof schema"))?;
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("recordings-schema")
+            .join(name);
+        Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
+    }
+}
+
 /// Checks `value` against `recordings-schema/<schema>`, formats included.
 pub fn assert_valid_against(schema: &str, value: &Value) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -575,6 +598,7 @@ pub fn assert_valid_against(schema: &str, value: &Value) {
         .expect("schema JSON");
     let validator = jsonschema::draft202012::options()
         .should_validate_formats(true)
+        .with_retriever(PublishedSchemas)
         .build(&schema)
         .expect("schema compiles");
     let errors: Vec<String> = validator

@@ -451,3 +451,44 @@ async fn records_from_before_signing_verify_as_unsigned_and_a_stripped_signature
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_deleted_audit_entry_is_reported_by_verification() {
+    let app = spawn_app().await;
+    let (id, _) = app.recorded_call(&["press:1"]).await;
+    let resp = app
+        .compliance_get(&format!("/v1/records/{id}/audio"), None)
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    app.seal_all().await;
+    let report = app.verify_all().await;
+    assert!(!report.has_problems(), "{:?}", report.findings);
+    let entries: Vec<String> = app
+        .store
+        .list("audit/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.as_str().to_owned())
+        .filter(|k| k.ends_with(".json"))
+        .collect();
+    let mut replay = None;
+    for k in &entries {
+        let e: Value =
+            serde_json::from_slice(&app.store.get(&key(k)).await.unwrap().unwrap()).unwrap();
+        if e["action"] == "records.audio" {
+            replay = Some(k.clone());
+        }
+    }
+    let replay = replay.expect("the replay is audited");
+    app.store.delete(&key(&replay)).await.unwrap();
+    let report = app.verify_all().await;
+    assert!(
+        report.findings.iter().any(|f| f.object == replay
+            && f.severity == callproof::evidence::verify::Severity::Problem
+            && f.detail.contains("missing from the store: deleted")),
+        "{:?}",
+        report.findings
+    );
+    app.stop().await;
+}
