@@ -4,6 +4,7 @@
 mod api;
 mod error;
 pub mod extract;
+mod hold;
 mod jobs;
 mod records;
 mod voice;
@@ -133,6 +134,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/records/{id}", get(records::show))
         .route("/v1/records/{id}/versions", get(records::versions))
         .route("/v1/records/{id}/audio", get(records::audio))
+        .route(
+            "/v1/records/{id}/hold",
+            get(hold::show).put(hold::hold).delete(hold::release),
+        )
         .layer(DefaultBodyLimit::max(limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
