@@ -5,6 +5,7 @@ pub mod audit;
 pub mod hold;
 pub mod keys;
 pub mod objects;
+pub mod purge;
 pub mod seal;
 pub mod tombstone;
 pub mod trust;
