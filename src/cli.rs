@@ -193,6 +193,24 @@ enum RecordsCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Delete the confirmations past their retention and not on hold:
+    /// everything stored for each, behind a signed, sealed tombstone. Works
+    /// on the store directly with the same settings as `serve` and its
+    /// signing key; prints each confirmation and what was deleted.
+    Purge {
+        /// Print what would be deleted; write and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Why: kept in every tombstone and audit entry.
+        #[arg(long)]
+        reason: String,
+        /// Compare retention with this time (RFC 3339) instead of now; for
+        /// tests, refused in production.
+        #[arg(long, hide = true)]
+        now: Option<String>,
+        #[command(flatten)]
+        settings: ServeArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -288,6 +306,16 @@ pub fn main() -> ExitCode {
                     min_confidence,
                 },
         } => classify(&locale, &kind, min_confidence),
+        Command::Records(RecordsArgs {
+            command:
+                RecordsCommand::Purge {
+                    dry_run,
+                    reason,
+                    now,
+                    settings,
+                },
+            ..
+        }) => runtime().and_then(|rt| rt.block_on(purge_cmd(dry_run, &reason, now, settings))),
         Command::Records(args) => runtime().and_then(|rt| rt.block_on(records_cmd(args))),
         Command::Audit(args) => runtime().and_then(|rt| rt.block_on(audit::run(args))),
         Command::Store {
@@ -421,6 +449,23 @@ async fn jobs_cmd(command: JobsCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn purge_cmd(
+    dry_run: bool,
+    reason: &str,
+    now: Option<String>,
+    settings: ServeArgs,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(settings)?;
+    init_logging(config.log_format);
+    let now = now
+        .map(|t| {
+            time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
+                .with_context(|| format!("--now {t}: use an RFC 3339 time"))
+        })
+        .transpose()?;
+    crate::evidence::purge::command(&config, dry_run, reason, now).await
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -936,6 +981,8 @@ async fn records_cmd(args: RecordsArgs) -> anyhow::Result<ExitCode> {
             println!("{}  {}", got, path.display());
             eprintln!("sha256 matches the record");
         }
+        // Dispatched in `main` to `purge_cmd`: it works on the store, not the API.
+        RecordsCommand::Purge { .. } => anyhow::bail!("records purge works on the store directly"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -262,6 +262,34 @@ impl ObjectStore for MeteredStore {
         r
     }
 
+    async fn purge(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.purge(key).await;
+        self.done("purge", t, &r);
+        r
+    }
+
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.list_versions(prefix).await;
+        self.done("list_versions", t, &r);
+        r
+    }
+
+    async fn get_newest_version(&self, key: &ObjectKey) -> Result<Option<Bytes>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.get_newest_version(key).await;
+        self.done("get_newest_version", t, &r);
+        r
+    }
+
+    async fn set_legal_hold(&self, key: &ObjectKey, on: bool) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.set_legal_hold(key, on).await;
+        self.done("set_legal_hold", t, &r);
+        r
+    }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }

@@ -2,8 +2,10 @@
 //! have signed records (see `docs/evidence-design.md` for the whole design).
 
 pub mod audit;
+pub mod hold;
 pub mod keys;
 pub mod objects;
+pub mod purge;
 pub mod seal;
 pub mod tombstone;
 pub mod trust;

@@ -7,6 +7,7 @@ pub mod client;
 mod error;
 mod evidence;
 pub mod extract;
+mod hold;
 mod jobs;
 mod playback;
 mod records;
@@ -141,6 +142,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/records/{id}/audio", get(records::audio))
         .route("/v1/records/{id}/playback", post(playback::create))
         .route("/v1/audit", get(audit::list))
+        .route(
+            "/v1/records/{id}/hold",
+            get(hold::show).put(hold::hold).delete(hold::release),
+        )
         .layer(DefaultBodyLimit::max(limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

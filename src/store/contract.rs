@@ -30,6 +30,7 @@ pub async fn run_all(shared: Arc<dyn ObjectStore>) {
     file_creates_stream_and_are_write_once(store).await;
     ranged_reads_return_exactly_the_range(store).await;
     delete_removes_bookkeeping_objects(store).await;
+    purge_leaves_no_version_of_an_object(store).await;
     exactly_one_concurrent_create_wins(shared.clone(), 8).await;
 }
 
@@ -196,4 +197,32 @@ pub async fn delete_removes_bookkeeping_objects(store: &dyn ObjectStore) {
         .create(&k, Bytes::from_static(b"again"))
         .await
         .unwrap();
+}
+
+/// `purge` removes an object for good: no version of it is left, also of
+/// one deleted as bookkeeping and created again before; the newest version
+/// is read until then. Purging a missing key is not an error.
+pub async fn purge_leaves_no_version_of_an_object(store: &dyn ObjectStore) {
+    let gone = key("contract/purge/gone");
+    let kept = key("contract/purge/kept");
+    store.create(&gone, Bytes::from_static(b"1")).await.unwrap();
+    store.delete(&gone).await.unwrap();
+    store.create(&gone, Bytes::from_static(b"2")).await.unwrap();
+    store.create(&kept, Bytes::from_static(b"k")).await.unwrap();
+    assert_eq!(
+        store.get_newest_version(&gone).await.unwrap().unwrap(),
+        Bytes::from_static(b"2")
+    );
+    store.purge(&gone).await.unwrap();
+    assert!(store.get(&gone).await.unwrap().is_none());
+    assert!(store.get_newest_version(&gone).await.unwrap().is_none());
+    assert_eq!(
+        store.list_versions("contract/purge/").await.unwrap(),
+        vec![kept.clone()]
+    );
+    store.purge(&gone).await.unwrap();
+    assert_eq!(
+        store.get(&kept).await.unwrap().unwrap(),
+        Bytes::from_static(b"k")
+    );
 }

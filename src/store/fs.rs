@@ -65,12 +65,11 @@ fn create_blocking(
     let dir = path
         .parent()
         .ok_or_else(|| io_err(k)(std::io::Error::other("key has no parent")))?;
-    std::fs::create_dir_all(dir).map_err(io_err(k))?;
     let mut suffix = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut suffix);
     let tmp = dir.join(format!(".tmp-{}", hex::encode(suffix)));
     let result = (|| {
-        let mut f = std::fs::File::create_new(&tmp).map_err(io_err(k))?;
+        let mut f = temp_file_in(dir, &tmp).map_err(io_err(k))?;
         match source {
             Source::Memory(bytes) => f.write_all(bytes).map_err(io_err(k))?,
             Source::File(from) => {
@@ -109,6 +108,37 @@ fn create_blocking(
             break;
         }
         at = d.parent();
+    }
+    Ok(())
+}
+
+/// Creates the temp file `tmp` in `dir`, making `dir` first. A purge removes
+/// directories it empties; one removed between the two steps is made again.
+fn temp_file_in(dir: &Path, tmp: &Path) -> std::io::Result<std::fs::File> {
+    let mut attempts = 0;
+    loop {
+        std::fs::create_dir_all(dir)?;
+        match std::fs::File::create_new(tmp) {
+            Err(e) if e.kind() == ErrorKind::NotFound && attempts < 3 => attempts += 1,
+            other => return other,
+        }
+    }
+}
+
+/// Removes `path`, then each parent directory it leaves empty, up to `root`.
+fn purge_blocking(root: &Path, path: &Path, key: &str) -> Result<(), StoreError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(key)(e)),
+    }
+    let mut at = path.parent();
+    while let Some(dir) = at {
+        // Fails when the directory is not empty (or gone): then stop.
+        if dir == root || !dir.starts_with(root) || std::fs::remove_dir(dir).is_err() {
+            break;
+        }
+        at = dir.parent();
     }
     Ok(())
 }
@@ -215,6 +245,13 @@ impl ObjectStore for FsStore {
         }
     }
 
+    async fn purge(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        let path = self.path_of(key.as_str());
+        let root = self.root.clone();
+        let k = key.to_string();
+        blocking(&key.to_string(), move || purge_blocking(&root, &path, &k)).await
+    }
+
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StoreError> {
         match tokio::fs::read(self.path_of(key.as_str())).await {
             Ok(b) => Ok(Some(Bytes::from(b))),
@@ -249,6 +286,25 @@ mod tests {
     async fn the_local_directory_meets_the_store_contract() {
         let (_dir, store) = store();
         contract::run_all(std::sync::Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn a_purge_removes_the_file_and_the_directories_it_empties() {
+        let (dir, store) = store();
+        let a = ObjectKey::new("records/x/audio/v1.json").unwrap();
+        let b = ObjectKey::new("records/y.json").unwrap();
+        store.create(&a, Bytes::from_static(b"1")).await.unwrap();
+        store.create(&b, Bytes::from_static(b"2")).await.unwrap();
+        store.purge(&a).await.unwrap();
+        assert!(!dir.path().join("records/x").exists());
+        assert!(dir.path().join("records/y.json").exists());
+        store.purge(&a).await.unwrap();
+        store.purge(&b).await.unwrap();
+        assert!(!dir.path().join("records").exists());
+        assert!(dir.path().exists(), "the root stays");
+        // A create into a purged directory makes it again.
+        store.create(&a, Bytes::from_static(b"3")).await.unwrap();
+        assert_eq!(store.get(&a).await.unwrap().unwrap(), "3");
     }
 
     #[tokio::test]

@@ -188,6 +188,36 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Removing a missing key is not an error.
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
 
+    /// Removes an object for good, as a purge under retention does: every
+    /// stored version of it where the store keeps versions (S3), never
+    /// leaving a delete marker in its place. Removing a missing key is not an
+    /// error. Stores that keep no versions delete it.
+    async fn purge(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        self.delete(key).await
+    }
+
+    /// Keys under `prefix` of which any version is stored: every current
+    /// object and, where the store keeps versions (S3), keys whose only
+    /// versions are earlier ones behind a delete marker, as removed
+    /// bookkeeping leaves them. Stores without versions list.
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError> {
+        self.list(prefix).await
+    }
+
+    /// The newest stored version of an object, also one a delete marker
+    /// hides; `None` when no version is stored. Stores without versions get.
+    async fn get_newest_version(&self, key: &ObjectKey) -> Result<Option<Bytes>, StoreError> {
+        self.get(key).await
+    }
+
+    /// Sets (`on`) or clears an S3 Object Lock legal hold on the object's
+    /// current version. Callers use it only where the store check found
+    /// Object Lock, as with retention; stores without it keep nothing.
+    async fn set_legal_hold(&self, key: &ObjectKey, on: bool) -> Result<(), StoreError> {
+        let _ = (key, on);
+        Ok(())
+    }
+
     /// One line for logs: which backend, where.
     fn describe(&self) -> String;
 }

@@ -80,6 +80,14 @@ pub struct S3Settings {
     pub credentials: Option<(String, String)>,
 }
 
+/// One version (or delete marker) of an object, as ListObjectVersions names it.
+struct StoredVersion {
+    /// The full key in the bucket.
+    key: String,
+    version_id: Option<String>,
+    delete_marker: bool,
+}
+
 /// Objects in an S3 bucket.
 #[derive(Clone)]
 pub struct S3Store {
@@ -309,6 +317,57 @@ impl S3Store {
         }
     }
 
+    /// Every version and delete marker stored under `prefix` (full keys),
+    /// page by page; `None` when the store does not list versions (501).
+    async fn versions_under(&self, prefix: &str) -> Result<Option<Vec<StoredVersion>>, StoreError> {
+        let full = self.full_key(prefix);
+        let mut out = Vec::new();
+        let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let listed = match self
+                .client
+                .list_object_versions()
+                .bucket(&self.settings.bucket)
+                .prefix(&full)
+                .set_key_marker(key_marker.clone())
+                .set_version_id_marker(version_marker.clone())
+                .send()
+                .await
+            {
+                Ok(l) => l,
+                Err(e) if status_of(&e) == Some(501) => return Ok(None),
+                Err(e) => return Err(remote(prefix, "ListObjectVersions", &e)),
+            };
+            for v in listed.versions() {
+                if let Some(k) = v.key() {
+                    out.push(StoredVersion {
+                        key: k.to_owned(),
+                        version_id: v.version_id().map(str::to_owned),
+                        delete_marker: false,
+                    });
+                }
+            }
+            for m in listed.delete_markers() {
+                if let Some(k) = m.key() {
+                    out.push(StoredVersion {
+                        key: k.to_owned(),
+                        version_id: m.version_id().map(str::to_owned),
+                        delete_marker: true,
+                    });
+                }
+            }
+            if listed.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = listed.next_key_marker().map(str::to_owned);
+            version_marker = listed.next_version_id_marker().map(str::to_owned);
+            if key_marker.is_none() && version_marker.is_none() {
+                break;
+            }
+        }
+        Ok(Some(out))
+    }
+
     /// A copy whose multipart threshold is `threshold`, for the store check to
     /// upload in parts (of the configured size) a file smaller than real ones.
     pub fn with_multipart_threshold(&self, threshold: u64) -> S3Store {
@@ -503,6 +562,12 @@ impl ObjectStore for S3Store {
         if size > self.settings.multipart_threshold {
             return self.put_multipart(key, path, size, retain_until).await;
         }
+        // A taken key is refused before the upload too: some servers answer
+        // the conditional PUT's 412 and close the connection before reading
+        // a large body, which the client sees as a broken pipe, not a 412.
+        if self.head(key).await?.is_some() {
+            return Err(StoreError::AlreadyExists(key.clone()));
+        }
         // Hashed first, so the checksum travels as a header and the file as a
         // plain body of known length.
         let sha256 = file_sha256(path, 0, size).await.map_err(|e| local(k, e))?;
@@ -627,6 +692,103 @@ impl ObjectStore for S3Store {
             Err(e) if status_of(&e) == Some(404) => Ok(()),
             Err(e) => Err(remote(key.as_str(), "DeleteObject", &e)),
         }
+    }
+
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError> {
+        let Some(found) = self.versions_under(prefix).await? else {
+            return self.list(prefix).await;
+        };
+        let mut out: Vec<ObjectKey> = found
+            .iter()
+            .filter_map(|v| v.key.strip_prefix(&self.settings.prefix))
+            .filter_map(|k| ObjectKey::new(k).ok())
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    async fn get_newest_version(&self, key: &ObjectKey) -> Result<Option<Bytes>, StoreError> {
+        if let Some(b) = self.get(key).await? {
+            return Ok(Some(b));
+        }
+        let full = self.full_key(key.as_str());
+        let Some(found) = self.versions_under(key.as_str()).await? else {
+            return Ok(None);
+        };
+        // S3 lists a key's versions newest first; delete markers are not read.
+        let Some(newest) = found
+            .into_iter()
+            .find(|v| v.key == full && !v.delete_marker)
+        else {
+            return Ok(None);
+        };
+        match self
+            .client
+            .get_object()
+            .bucket(&self.settings.bucket)
+            .key(&full)
+            .set_version_id(newest.version_id)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let data = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| reading(key.as_str(), "GetObject (version)", e))?;
+                Ok(Some(data.into_bytes()))
+            }
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(remote(key.as_str(), "GetObject (version)", &e)),
+        }
+    }
+
+    async fn purge(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        let full = self.full_key(key.as_str());
+        let Some(found) = self.versions_under(key.as_str()).await? else {
+            // A store that keeps no versions: a plain delete removes it.
+            return self.delete(key).await;
+        };
+        let versions = found
+            .into_iter()
+            .filter(|v| v.key == full)
+            .map(|v| v.version_id);
+        for version in versions {
+            match self
+                .client
+                .delete_object()
+                .bucket(&self.settings.bucket)
+                .key(&full)
+                .set_version_id(version)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if status_of(&e) == Some(404) => {}
+                Err(e) => return Err(remote(key.as_str(), "DeleteObject (version)", &e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_legal_hold(&self, key: &ObjectKey, on: bool) -> Result<(), StoreError> {
+        use aws_sdk_s3::types::{ObjectLockLegalHold, ObjectLockLegalHoldStatus};
+        let status = if on {
+            ObjectLockLegalHoldStatus::On
+        } else {
+            ObjectLockLegalHoldStatus::Off
+        };
+        self.client
+            .put_object_legal_hold()
+            .bucket(&self.settings.bucket)
+            .key(self.full_key(key.as_str()))
+            .legal_hold(ObjectLockLegalHold::builder().status(status).build())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| remote(key.as_str(), "PutObjectLegalHold", &e))
     }
 
     fn describe(&self) -> String {

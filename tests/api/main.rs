@@ -12,6 +12,7 @@ mod faults;
 mod guard;
 mod helpers;
 mod memory;
+mod purge;
 mod records;
 mod s3;
 mod schema;

@@ -225,6 +225,8 @@ async fn moto_refuses_second_creates_enforces_object_lock_and_meets_the_contract
         !matches!(report.concurrent_create, Probe::Unknown(_)),
         "{report:?}"
     );
+    // Purge removes every version; moto keeps versions where asked.
+    contract::purge_leaves_no_version_of_an_object(&store).await;
     contract_as_checked("moto", store, &report).await;
 }
 
