@@ -457,6 +457,31 @@ async fn purge_deletes_exactly_what_is_past_retention_and_not_held_behind_a_sign
     assert_eq!(hold_facts(&app, &held).await.len(), 1, "the hold stays");
     assert!(app.stored("tombstones/").await > 0);
 
+    // Once sealed, the whole store verifies clean, and a purged record
+    // verifies as purged under retention, never as missing.
+    app.seal_all().await;
+    let report = app.verify_all().await;
+    assert!(!report.has_problems(), "{:?}", report.findings);
+    let resp = app
+        .compliance_get(&format!("/v1/records/{released}/verify"), None)
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let one: Value = resp.json().await.unwrap();
+    assert_eq!(one["status"], "ok", "{one}");
+    assert_eq!(one["record_state"], "purged", "{one}");
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    assert!(
+        one["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("purged under retention on ")
+                    && d.len() == "purged under retention on ".len() + today.len())),
+        "{one}"
+    );
+
     // A purge interrupted after its tombstone: some listed objects are still
     // stored (put back here), and an object the tombstone does not list
     // appeared since. Running purge again deletes exactly the listed ones.
