@@ -7,6 +7,7 @@
 //! Nothing is bundled that would fail its own checks: the server verifies the
 //! signatures and hashes first and refuses ([`BundleError::Evidence`]) otherwise.
 
+pub mod download;
 mod verify;
 
 use std::io::{Seek, SeekFrom, Write};
