@@ -1,6 +1,7 @@
 //! Integration tests: the real server on a loopback port, driven over HTTP by
 //! the simulator and by hand-signed webhooks, with its store in a temp dir.
 
+mod bundle;
 mod callbacks;
 mod calls;
 mod cli;
