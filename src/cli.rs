@@ -211,6 +211,19 @@ enum RecordsCommand {
         #[command(flatten)]
         settings: ServeArgs,
     },
+    /// Download the evidence bundle of a record's newest version: one zip
+    /// with the record, its signature, the public key, the audio, its seal
+    /// and VERIFY.txt, which says how to check it with OpenSSL 3.
+    Export {
+        /// Record id (the confirmation id).
+        id: String,
+        /// Why the record is exported; the server keeps it in its audit log.
+        #[arg(long)]
+        reason: String,
+        /// Output file [default: <id>.zip]; written whole or not at all.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -983,6 +996,19 @@ async fn records_cmd(args: RecordsArgs) -> anyhow::Result<ExitCode> {
         }
         // Dispatched in `main` to `purge_cmd`: it works on the store, not the API.
         RecordsCommand::Purge { .. } => anyhow::bail!("records purge works on the store directly"),
+        RecordsCommand::Export { id, reason, output } => {
+            let path = output
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("{id}.zip")));
+            let done =
+                crate::evidence::bundle::download::download(&client, base, &key, id, reason, &path)
+                    .await?;
+            println!("{}  {}", done.sha256, done.path.display());
+            eprintln!(
+                "wrote the evidence bundle of record {id}: {} files, {} bytes; unzip it and follow VERIFY.txt",
+                done.files, done.size
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 //! have signed records (see `docs/evidence-design.md` for the whole design).
 
 pub mod audit;
+pub mod bundle;
 pub mod hold;
 pub mod keys;
 pub mod objects;

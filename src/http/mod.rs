@@ -6,6 +6,7 @@ pub mod audit;
 pub mod client;
 mod error;
 mod evidence;
+mod export;
 pub mod extract;
 mod hold;
 mod jobs;
@@ -151,6 +152,9 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        // Added after the timeout: a bundle is built whole before its first
+        // byte is sent, which for long audio takes longer (see export::BUILD_LIMIT).
+        .route("/v1/records/{id}/export", get(export::export))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -462,6 +462,7 @@ async fn compliance_endpoints_refuse_missing_keys_and_agent_keys() {
         format!("/v1/records/{id}"),
         format!("/v1/records/{id}/audio"),
         format!("/v1/records/{id}/versions"),
+        format!("/v1/records/{id}/export"),
     ] {
         assert_eq!(
             app.get_with(&path, None).await.status().as_u16(),
