@@ -621,21 +621,36 @@ fn classify(locale: &str, kind: &str, min_confidence: f32) -> anyhow::Result<Exi
 }
 
 fn api_key(args: &RecordsArgs) -> anyhow::Result<String> {
-    if let Some(k) = &args.api_key {
-        return Ok(k.clone());
+    given_or_dev_key(
+        args.api_key.as_deref(),
+        &args.data_dir,
+        auth::Role::Compliance,
+    )
+}
+
+/// The API key given on the command line, or else the development key of
+/// `role` from the data directory's development credentials.
+pub(crate) fn given_or_dev_key(
+    given: Option<&str>,
+    data_dir: &std::path::Path,
+    role: auth::Role,
+) -> anyhow::Result<String> {
+    if let Some(k) = given {
+        return Ok(k.to_owned());
     }
-    let dev = credentials::read_dev_credentials(&args.data_dir)?.with_context(|| {
+    let dev = credentials::read_dev_credentials(data_dir)?.with_context(|| {
         format!(
-            "no API key: pass --api-key or CALLPROOF_API_KEY (a compliance key), or --data-dir where {} is",
-            credentials::dev_credentials_path(&args.data_dir).display()
+            "no API key: pass --api-key or CALLPROOF_API_KEY (a {} key), or --data-dir where {} is",
+            role.as_str(),
+            credentials::dev_credentials_path(data_dir).display()
         )
     })?;
     auth::ApiKey::parse_list(&dev.api_keys)
         .map_err(anyhow::Error::msg)?
         .into_iter()
-        .find(|k| k.role == auth::Role::Compliance)
+        .find(|k| k.role == role)
         .map(|k| k.key)
-        .context("the development credentials hold no compliance key")
+        .with_context(|| format!("the development credentials hold no {} key", role.as_str()))
 }
 
 async fn api_get(

@@ -8,7 +8,6 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::auth;
-use crate::credentials;
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -58,21 +57,7 @@ enum AuditCommand {
 }
 
 fn api_key(args: &AuditArgs) -> anyhow::Result<String> {
-    if let Some(k) = &args.api_key {
-        return Ok(k.clone());
-    }
-    let dev = credentials::read_dev_credentials(&args.data_dir)?.with_context(|| {
-        format!(
-            "no API key: pass --api-key or CALLPROOF_API_KEY (an admin key), or --data-dir where {} is",
-            credentials::dev_credentials_path(&args.data_dir).display()
-        )
-    })?;
-    auth::ApiKey::parse_list(&dev.api_keys)
-        .map_err(anyhow::Error::msg)?
-        .into_iter()
-        .find(|k| k.role == auth::Role::Admin)
-        .map(|k| k.key)
-        .context("the development credentials hold no admin key")
+    super::given_or_dev_key(args.api_key.as_deref(), &args.data_dir, auth::Role::Admin)
 }
 
 /// Runs `callproof audit ...`.

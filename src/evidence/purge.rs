@@ -829,13 +829,16 @@ pub async fn from_config(config: &Config) -> anyhow::Result<Purger> {
     let trust =
         crate::evidence::trust::Trust::configured(Some(&public), config.trusted_keys.as_deref())
             .map_err(|e| anyhow::anyhow!("CALLPROOF_TRUSTED_KEYS: {e}"))?;
-    let mut keys = trust.keys().to_vec();
+    let mut trust = trust;
     if let Some(path) = &config.previous_signing_key_file {
-        let previous = crate::evidence::keys::SigningKey::from_file(path)?;
-        if !keys.contains(previous.public()) {
-            keys.push(previous.public().clone());
-        }
+        trust.add(
+            crate::evidence::keys::SigningKey::from_file(path)?
+                .public()
+                .clone(),
+        );
     }
+    // Keys linked by rotations too: hold facts signed before a rotation still count.
+    let keys = crate::evidence::verify::trusted_keys(store.as_ref(), &trust).await?;
     let lease_ttl = Duration::from_secs(config.job_lease_secs);
     let interval = Duration::from_secs(config.seal_secs);
     let leases = Leases::new(store.clone(), Leases::instance_name(), lease_ttl);

@@ -672,6 +672,21 @@ pub async fn key_ranges(store: &dyn ObjectStore, trust: &Trust) -> Result<KeyRan
     Ok(walk_chain(&mut v, trust, None).await?.0)
 }
 
+/// Every key trusted along the stored chain: configuration's, keys published
+/// under a configured fingerprint, and keys linked to them by rotations, for
+/// checking signatures outside a full verification (holds, purge).
+pub async fn trusted_keys(
+    store: &dyn ObjectStore,
+    trust: &Trust,
+) -> Result<Vec<PublicKey>, RepoError> {
+    Ok(key_ranges(store, trust)
+        .await?
+        .ranges()
+        .iter()
+        .map(|r| r.key.clone())
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

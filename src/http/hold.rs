@@ -20,6 +20,7 @@ use crate::domain::ConfirmationId;
 use crate::evidence::audit::Actor;
 use crate::evidence::hold::{apply_legal_hold, read_holds, set_hold, HoldState};
 use crate::evidence::tombstone::tombstone_key;
+use crate::evidence::verify::trusted_keys;
 
 /// The id of a record callproof knows (a request or a record version is
 /// stored, and it was not purged); 404 otherwise.
@@ -71,9 +72,10 @@ async fn change(
     if state == HoldState::Held {
         objects = legal_hold(s, &id, true).await?;
     }
+    let keys = trusted_keys(s.store.as_ref(), &s.trust).await?;
     let (history, wrote) = set_hold(
         &s.evidence,
-        s.trust.keys(),
+        &keys,
         id.as_str(),
         state,
         &actor(caller),
@@ -152,7 +154,8 @@ pub async fn show(
     let access = Access::new("records.read", "GET /v1/records/{id}/hold").record(parsed.as_str());
     audited(&s, &caller, access, &headers, client).await?;
     let id = known(&s, &id).await?;
-    let history = read_holds(s.store.as_ref(), s.trust.keys(), id.as_str()).await?;
+    let keys = trusted_keys(s.store.as_ref(), &s.trust).await?;
+    let history = read_holds(s.store.as_ref(), &keys, id.as_str()).await?;
     tracing::info!(role = %caller.role, key = %caller.key_name, record = %id, "record hold read");
     Ok(Json(history.answer(id.as_str())))
 }
