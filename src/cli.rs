@@ -38,7 +38,7 @@ enum Command {
         #[command(subcommand)]
         command: ConsentCommand,
     },
-    /// Search, read and download voice confirmation records (compliance role).
+    /// Search, read, download, verify, export and purge voice confirmation records.
     Records(RecordsArgs),
     /// Read the audit log of every access to evidence through the server (admin role).
     Audit(audit::AuditArgs),
