@@ -158,10 +158,34 @@ impl Completion {
             let enforce = self.0.settings.lock.map(|_| retention.retain_until);
             if records.write(&rec, enforce, &self.0.evidence).await? {
                 tracing::info!(confirmation = %id, version, status = ?rec.status, "record written");
+                self.legal_hold_if_held(id).await;
                 return Ok(Some(version));
             }
         }
         Ok(None)
+    }
+
+    /// Where the bucket has Object Lock and the record is on hold, a version
+    /// written now gets the legal hold too (with its signature and audio). A
+    /// hold fact this key cannot check counts as held: locking is the safe side.
+    async fn legal_hold_if_held(&self, id: &ConfirmationId) {
+        if self.0.settings.lock.is_none() {
+            return;
+        }
+        let store = self.0.records.store().as_ref();
+        let keys = [self.0.evidence.signer().public().clone()];
+        let held = match crate::evidence::hold::read_holds(store, &keys, id.as_str()).await {
+            Ok(h) => h.held(),
+            Err(e) => {
+                tracing::error!(confirmation = %id, error = %e, "cannot read the record's holds; its new version gets no legal hold until the hold is applied again (PUT /v1/records/{{id}}/hold)");
+                return;
+            }
+        };
+        if held {
+            if let Err(e) = crate::evidence::hold::apply_legal_hold(store, id, true).await {
+                tracing::error!(confirmation = %id, error = %e, "the record is on hold but its new version could not get the S3 legal hold; apply it again with PUT /v1/records/{{id}}/hold");
+            }
+        }
     }
 
     /// Called once an outcome is stored: counts it, sends its callback, and
