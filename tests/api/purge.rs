@@ -582,6 +582,54 @@ async fn raw_s3(endpoint: &str, bucket: &str) -> callproof::store::s3::S3Store {
 }
 
 #[tokio::test]
+async fn on_s3_with_object_lock_a_version_written_while_held_gets_the_legal_hold() {
+    use aws_sdk_s3::types::ObjectLockLegalHoldStatus;
+    let server = crate::s3::start_moto();
+    crate::s3::bucket(&server.endpoint, "late", true).await;
+    let mut opts = crate::s3::s3_options(&server.endpoint, "late");
+    opts.extra
+        .push(("CALLPROOF_RECORDING_WAIT_SECS", "1".into()));
+    opts.extra
+        .push(("CALLPROOF_SWEEP_INTERVAL_SECS", "1".into()));
+    let app = spawn_with(opts).await;
+    let s = app.start_call(CALL).await;
+    app.press(&s.answer, CALL, "1").await;
+    app.wait_record(&s.id, |r| r["status"] == "incomplete")
+        .await;
+    set_hold(&app, &s.id, true).await;
+    // The recording arrives late: version 2 is written while the record is held.
+    let sid = "RE77777777777777777777777777777777";
+    let media = speech_media(sid).await;
+    app.webhook(
+        &s.callback,
+        &recording_params(CALL, sid, &media.recording_url),
+        AUTH_TOKEN,
+    )
+    .await;
+    let second = app.wait_record(&s.id, complete).await;
+    assert_eq!(second["version"], 2);
+    let s3 = raw_s3(&server.endpoint, "late").await;
+    let v2 = format!("records/{}/v0002.json", s.id);
+    let mut status = None;
+    for _ in 0..50 {
+        status = s3
+            .client()
+            .get_object_legal_hold()
+            .bucket("late")
+            .key(s3.full_key(&v2))
+            .send()
+            .await
+            .ok()
+            .and_then(|out| out.legal_hold().and_then(|h| h.status().cloned()));
+        if status == Some(ObjectLockLegalHoldStatus::On) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, Some(ObjectLockLegalHoldStatus::On), "{v2}");
+}
+
+#[tokio::test]
 async fn on_s3_with_object_lock_a_hold_sets_the_legal_hold_and_a_release_clears_it() {
     use aws_sdk_s3::types::ObjectLockLegalHoldStatus;
     let server = crate::s3::start_moto();
