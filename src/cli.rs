@@ -761,6 +761,7 @@ async fn verify_run(args: &RecordsArgs) -> anyhow::Result<ExitCode> {
         &trust,
         &scope,
         expect_head.as_ref(),
+        config.seal_grace(),
         &progress,
     )
     .await?;

@@ -222,6 +222,15 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+impl Config {
+    /// How long an evidence object may wait for its seal before verification
+    /// calls it a problem: two seal intervals and a lease, as the sealer can
+    /// lose its lease to a stopped instance once.
+    pub fn seal_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(2 * self.seal_secs + self.job_lease_secs)
+    }
+}
+
 /// Which backend keeps the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {

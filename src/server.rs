@@ -69,7 +69,6 @@ async fn evidence_setup(
     config: &Config,
     evidence: &Evidence,
     queue: &Queue,
-    lease_ttl: Duration,
 ) -> anyhow::Result<(Trust, Sealer)> {
     let public = evidence.signer().public().clone();
     let mut trust = Trust::configured(Some(&public), config.trusted_keys.as_deref())
@@ -105,7 +104,7 @@ async fn evidence_setup(
         queue.leases().clone(),
         SealSettings {
             interval,
-            grace: 2 * interval + lease_ttl,
+            grace: config.seal_grace(),
         },
         accepted,
     );
@@ -206,8 +205,7 @@ impl Application {
         let records = Records::new(store.clone());
         let queue = Queue::new(store.clone(), settings.lease_ttl, metrics.clone());
         let evidence = Evidence::new(store.clone(), signer.clone());
-        let (trust, sealer) =
-            evidence_setup(&config, &evidence, &queue, settings.lease_ttl).await?;
+        let (trust, sealer) = evidence_setup(&config, &evidence, &queue).await?;
         let completion = Completion::new(
             confirmations.clone(),
             records.clone(),

@@ -215,7 +215,13 @@ pub async fn set_hold(
         {
             return Ok((history, false));
         }
-        let n = history.last_number() + 1;
+        let n = history
+            .last_number()
+            .checked_add(1)
+            .ok_or_else(|| RepoError::Corrupt {
+                key: format!("holds/{id}/"),
+                reason: "a hold fact numbered 4294967295 is stored, which callproof never writes: the store was written by someone else".into(),
+            })?;
         let fact = HoldFact {
             schema: HOLD_SCHEMA.to_owned(),
             record_id: id.to_owned(),

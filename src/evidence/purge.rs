@@ -62,6 +62,10 @@ pub struct Purger {
     evidence: Evidence,
     /// Keys whose signatures count on holds and tombstones.
     keys: Vec<PublicKey>,
+    /// The same keys, as verification takes them.
+    trust: crate::evidence::trust::Trust,
+    /// How long evidence may wait for its seal (see [`Config::seal_grace`]).
+    grace: std::time::Duration,
     retention: Retention,
     sealer: Sealer,
     leases: Leases,
@@ -225,10 +229,17 @@ impl Purger {
         leases: Leases,
         seal: SealSettings,
     ) -> Self {
+        let mut trust = crate::evidence::trust::Trust::default();
+        for k in &keys {
+            trust.add(k.clone());
+        }
+        let grace = seal.grace;
         let sealer = Sealer::new(evidence.clone(), leases.clone(), seal, keys.clone());
         Purger {
             evidence,
             keys,
+            trust,
+            grace,
             retention,
             sealer,
             leases,
@@ -481,6 +492,10 @@ impl Purger {
             }
             if let Ok(Some(r)) = read_json::<ConfirmationRecord>(store, &k).await {
                 for a in r.recording.iter().flat_map(|rec| rec.audio.iter()) {
+                    // Only this confirmation's own audio, whatever a record says.
+                    if !crate::evidence::verify::belongs_to(&a.key, id.as_str()) {
+                        continue;
+                    }
                     if let Ok(key) = ObjectKey::new(&a.key) {
                         if store.head(&key).await?.is_some() {
                             keys.insert(key);
@@ -591,6 +606,28 @@ impl Purger {
         let why = self.hold_reasons(id, index, None).await?;
         if !why.is_empty() {
             return Ok(Decision::Held(why));
+        }
+        // Its retention is read from its record versions: they must be the
+        // signed, sealed ones, not ones a store writer put there.
+        let noop = |_: u64, _: u64| {};
+        let checked = crate::evidence::verify::verify(
+            self.store(),
+            &self.trust,
+            &crate::evidence::verify::Scope::Record(id.to_string()),
+            None,
+            self.grace,
+            &noop,
+        )
+        .await?;
+        if let Some(f) = checked
+            .findings
+            .iter()
+            .find(|f| f.severity == crate::evidence::verify::Severity::Problem)
+        {
+            return Ok(Decision::Problem(format!(
+                "its evidence does not verify ({}: {}), so its retention cannot be trusted and nothing is deleted; see `callproof records verify {id}`",
+                f.object, f.detail
+            )));
         }
         let mut objects = Vec::new();
         for key in self.keys_of(id, index).await? {
@@ -730,6 +767,22 @@ impl Purger {
         progress: &indicatif::ProgressBar,
     ) -> Result<Report, RepoError> {
         let mut report = Report::default();
+        // Holds and tombstones are judged against the seal chain: never on a broken one.
+        let broken =
+            crate::evidence::verify::chain_problems(self.store(), &self.trust, None).await?;
+        if !broken.is_empty() {
+            let list: Vec<String> = broken
+                .iter()
+                .map(|f| format!("{}: {}", f.object, f.detail))
+                .collect();
+            return Err(RepoError::Corrupt {
+                key: "seals/".into(),
+                reason: format!(
+                    "the seal chain is broken, so holds cannot be trusted and nothing is purged: {}; run `callproof records verify --all`",
+                    list.join("; ")
+                ),
+            });
+        }
         let mut index = self.build_index().await?;
         let ids = self.ids().await?;
         progress.set_length(ids.len() as u64);
@@ -826,10 +879,9 @@ pub async fn from_config(config: &Config) -> anyhow::Result<Purger> {
     }
     let signer = Arc::new(signer);
     let public = signer.public().clone();
-    let trust =
+    let mut trust =
         crate::evidence::trust::Trust::configured(Some(&public), config.trusted_keys.as_deref())
             .map_err(|e| anyhow::anyhow!("CALLPROOF_TRUSTED_KEYS: {e}"))?;
-    let mut trust = trust;
     if let Some(path) = &config.previous_signing_key_file {
         trust.add(
             crate::evidence::keys::SigningKey::from_file(path)?
@@ -849,7 +901,7 @@ pub async fn from_config(config: &Config) -> anyhow::Result<Purger> {
         leases,
         SealSettings {
             interval,
-            grace: 2 * interval + lease_ttl,
+            grace: config.seal_grace(),
         },
     ))
 }

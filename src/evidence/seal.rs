@@ -256,10 +256,14 @@ impl Sealer {
         }
         let own = inner.evidence.signer().public().fingerprint();
         let head = head_bytes(store).await?;
+        let seen = inner.highest_seen.load(Ordering::Relaxed);
         let (n, previous) = match &head {
+            None if seen > 0 => {
+                self.raise(format!("no seal is stored, but seal {seen} was seen before: every seal was deleted; sealing stops until an operator restarts callproof (a new backfill seal would bless whatever is stored now)"));
+                return Ok(Sealed::Nothing);
+            }
             None => (1, NO_PREVIOUS.to_owned()),
             Some((n, bytes)) => {
-                let seen = inner.highest_seen.load(Ordering::Relaxed);
                 if *n < seen {
                     self.raise(format!("the newest seal is {n}, but seal {seen} was seen before: seals were deleted or the store was restored; sealing stops until an operator restarts callproof"));
                     return Ok(Sealed::Nothing);
@@ -276,6 +280,7 @@ impl Sealer {
                     self.raise(format!("seal {n} is signed by key {signer} and this instance signs with {own}, and no rotation statement links them; set CALLPROOF_PREVIOUS_SIGNING_KEY_FILE to the previous key for one restart"));
                     return Ok(Sealed::Nothing);
                 }
+                inner.highest_seen.fetch_max(*n, Ordering::Relaxed);
                 (n + 1, sha256_hex(bytes))
             }
         };
@@ -388,9 +393,18 @@ impl Sealer {
             .map(|o| o.key.as_str())
             .chain(seal.missing.iter().map(|m| m.key.as_str()))
             .collect();
+        // The markers that named what this seal lists, whatever their file names.
+        let mut done: Vec<ObjectKey> = Vec::new();
         for key in &listed {
-            let m = marker_key(key)?;
-            if let Err(e) = store.delete(&m).await {
+            done.push(marker_key(key)?);
+        }
+        for (k, m) in &markers {
+            if m.as_ref().is_some_and(|m| listed.contains(&m.key.as_str())) && !done.contains(k) {
+                done.push(k.clone());
+            }
+        }
+        for m in &done {
+            if let Err(e) = store.delete(m).await {
                 tracing::warn!(marker = %m, error = %e, "cannot remove a marker after sealing; the object is listed again next seal");
             }
         }

@@ -178,15 +178,20 @@ impl Verifier<'_> {
 }
 
 /// Verifies `scope` in `store` with the keys `trust` names, against a head
-/// someone kept when given. `Err` means it could not check (exit 2).
+/// someone kept when given. An object not sealed `grace` after the time it
+/// states is a problem: sealing stopped, or was stopped. `Err` means it could
+/// not check (exit 2).
 /// `progress(done, total)` is called as objects are checked.
 pub async fn verify(
     store: &dyn ObjectStore,
     trust: &Trust,
     scope: &Scope,
     expect: Option<&ExpectedHead>,
+    grace: std::time::Duration,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<Report, RepoError> {
+    let now = time::OffsetDateTime::now_utc();
+    let grace = time::Duration::try_from(grace).unwrap_or(time::Duration::HOUR);
     let mut v = Verifier {
         store,
         findings: Vec::new(),
@@ -228,16 +233,31 @@ pub async fn verify(
         };
         let sig = store.get(&signature_key(&k, &bytes)?).await?;
         let seal = listed.get(tk).map(|l| l.seal);
+        let sealed_as_stored = listed
+            .get(tk)
+            .is_none_or(|l| l.sha256 == sha256_hex(&bytes));
         match (serde_json::from_slice::<Tombstone>(&bytes), sig) {
-            (Ok(t), Some(sig)) if signed_by_any(&ranges, &bytes, &sig, seal) => {
+            (Ok(t), Some(sig))
+                if signed_by_any(&ranges, &bytes, &sig, seal)
+                    && sealed_as_stored
+                    && *tk == tombstone_key(&t.record_id)?.as_str() =>
+            {
                 let date = t.purged_at.date().to_string();
                 for o in &t.objects {
-                    purged.insert(o.key.clone(), date.clone());
+                    // A tombstone speaks only for its own record's objects.
+                    if belongs_to(&o.key, &t.record_id) {
+                        purged.insert(o.key.clone(), date.clone());
+                    } else if is_evidence(&o.key) {
+                        v.problem(
+                            tk,
+                            format!("tombstone of {} lists {}, which is not its record's: it does not cover it", t.record_id, o.key),
+                        );
+                    }
                 }
             }
             _ => v.problem(
                 tk,
-                "tombstone is not signed by a trusted key: it covers nothing".into(),
+                "tombstone is not signed by a trusted key, is not the one sealed, or is not at its record's path: it covers nothing".into(),
             ),
         }
     }
@@ -283,9 +303,13 @@ pub async fn verify(
                 ),
             ),
             Some(_) => {}
-            None if markers.contains(marker_key(key)?.as_str()) => {
-                v.state(key, "not yet sealed (announced; the next seal lists it)".into())
-            }
+            None if markers.contains(marker_key(key)?.as_str()) => match stated_time(&bytes) {
+                Some(at) if at + grace < now => v.problem(
+                    key,
+                    format!("written at {at} and still not sealed: sealing stopped or was stopped (is a server running, and does GET /v1/status show a seal_alarm?)"),
+                ),
+                _ => v.state(key, "not yet sealed (announced; the next seal lists it)".into()),
+            },
             None => v.problem(
                 key,
                 "in no seal and announced by no marker: written outside callproof, or its marker was deleted"
@@ -305,6 +329,9 @@ pub async fn verify(
                 }
             }
         } else {
+            if let Some(why) = misplaced(key, &bytes) {
+                v.problem(key, why);
+            }
             match sig {
                 Some(sig) if signed_by_any(&ranges, &bytes, &sig, seal) => {}
                 Some(_) => v.problem(
@@ -369,6 +396,60 @@ impl Verifier<'_> {
         self.findings
             .iter()
             .any(|f| f.severity == Severity::Problem)
+    }
+}
+
+/// True when `key` is one of record `id`'s own objects (its versions, holds or
+/// confirmation facts and audio), the only ones its tombstone may speak for.
+pub fn belongs_to(key: &str, id: &str) -> bool {
+    ["records", "holds", "confirmations"]
+        .iter()
+        .any(|p| key.starts_with(&format!("{p}/{id}/")))
+}
+
+/// The time an evidence object states it was made (`created_at`, `at` or `purged_at`).
+fn stated_time(bytes: &[u8]) -> Option<time::OffsetDateTime> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let text = ["created_at", "at", "purged_at"]
+        .iter()
+        .find_map(|f| v.get(*f)?.as_str())?;
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// Why an evidence object other than a record version is not where its
+/// contents say it belongs (a copy of another signed object), if it is not.
+fn misplaced(key: &str, bytes: &[u8]) -> Option<String> {
+    let v: serde_json::Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => return Some(format!("not readable JSON: {e}")),
+    };
+    let expected = if key.starts_with("audit/") {
+        serde_json::from_value::<crate::evidence::audit::AuditEntry>(v)
+            .ok()
+            .and_then(|e| e.key().ok())
+            .map(|k| k.as_str().to_owned())
+    } else if key.starts_with("holds/") {
+        (|| {
+            let id = v.get("record_id")?.as_str()?;
+            let n = v.get("n")?.as_u64()?;
+            Some(format!("holds/{id}/{n:04}.json"))
+        })()
+    } else if key.starts_with("tombstones/") {
+        (|| Some(format!("tombstones/{}.json", v.get("record_id")?.as_str()?)))()
+    } else if key.starts_with("keys/statements/") {
+        (|| {
+            let fp = v.get("new_key")?.get("fingerprint")?.as_str()?;
+            Some(format!("keys/statements/{fp}.json"))
+        })()
+    } else {
+        return None;
+    };
+    match expected {
+        Some(e) if e == key => None,
+        Some(e) => Some(format!(
+            "its contents belong at {e}: a signed object copied under another name"
+        )),
+        None => Some("its contents do not say where it belongs".into()),
     }
 }
 
@@ -565,6 +646,15 @@ async fn walk_chain(
             None => v.problem(&name, format!("seal {n} has no signature")),
         }
         for o in &seal.objects {
+            if let Some(earlier) = listed.get(&o.key) {
+                if earlier.sha256 != o.sha256 {
+                    v.problem(
+                        &o.key,
+                        format!("sealed in seal {} and again in seal {n} with other bytes: it was replaced after it was sealed", earlier.seal),
+                    );
+                    continue;
+                }
+            }
             listed.insert(
                 o.key.clone(),
                 Listed {
@@ -670,6 +760,27 @@ pub async fn key_ranges(store: &dyn ObjectStore, trust: &Trust) -> Result<KeyRan
         progress: &noop,
     };
     Ok(walk_chain(&mut v, trust, None).await?.0)
+}
+
+/// The problems of the seal chain alone (signatures, numbering, links, and a
+/// kept head), for commands that must not act on a broken chain (purge).
+pub async fn chain_problems(
+    store: &dyn ObjectStore,
+    trust: &Trust,
+    expect: Option<&ExpectedHead>,
+) -> Result<Vec<Finding>, RepoError> {
+    let noop = |_: u64, _: u64| {};
+    let mut v = Verifier {
+        store,
+        findings: Vec::new(),
+        counts: Counts::default(),
+        progress: &noop,
+    };
+    walk_chain(&mut v, trust, expect).await?;
+    Ok(v.findings
+        .into_iter()
+        .filter(|f| f.severity == Severity::Problem)
+        .collect())
 }
 
 /// Every key trusted along the stored chain: configuration's, keys published

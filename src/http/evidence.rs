@@ -67,6 +67,7 @@ pub async fn verify_record(
         &s.trust,
         &Scope::Record(id.to_string()),
         None,
+        s.config.seal_grace(),
         &noop,
     )
     .await?;

@@ -19,6 +19,7 @@ use crate::auth::Caller;
 use crate::domain::ConfirmationId;
 use crate::evidence::audit::Actor;
 use crate::evidence::hold::{apply_legal_hold, read_holds, set_hold, HoldState};
+use crate::evidence::objects::read_signed;
 use crate::evidence::tombstone::tombstone_key;
 use crate::evidence::verify::trusted_keys;
 
@@ -26,12 +27,22 @@ use crate::evidence::verify::trusted_keys;
 /// stored, and it was not purged); 404 otherwise.
 async fn known(s: &AppState, id: &str) -> Result<ConfirmationId, ApiError> {
     let id: ConfirmationId = id.parse().map_err(|_| ApiError::NotFound)?;
-    let purged = s
-        .store
-        .head(&tombstone_key(id.as_str())?)
+    // Only a tombstone signed by a trusted key means purged: an unsigned one
+    // put into the store must not keep an admin from holding the record.
+    let purged = match read_signed(s.store.as_ref(), &tombstone_key(id.as_str())?)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
-        .is_some();
+    {
+        None => false,
+        Some((bytes, sig)) => {
+            let keys = trusted_keys(s.store.as_ref(), &s.trust).await?;
+            let signed = sig.is_some_and(|sig| keys.iter().any(|k| k.verifies(&bytes, &sig)));
+            if !signed {
+                tracing::error!(record = %id, "a tombstone without a valid signature is stored for this record: it was not written by callproof; the record is treated as not purged");
+            }
+            signed
+        }
+    };
     let request = s.confirmations.request(&id).await?.is_some();
     let record = !s.records.versions(&id).await?.is_empty();
     if purged || !(request || record) {

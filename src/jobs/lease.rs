@@ -58,12 +58,25 @@ fn generation_key(name: &str, generation: u64) -> Result<ObjectKey, RepoError> {
 }
 
 /// The newest generation of the lease on `name` in `store`, if any.
+/// A generation that does not read, or whose name is not its number, was not
+/// written by callproof and is skipped (logged), so it cannot block the lease.
 pub async fn current(store: &dyn ObjectStore, name: &str) -> Result<Option<LeaseFact>, RepoError> {
     let keys = store.list(&prefix(name)).await?;
-    match keys.last() {
-        Some(k) => read_json(store, k).await,
-        None => Ok(None),
+    for k in keys.iter().rev() {
+        let named = k
+            .file_name()
+            .strip_suffix(".json")
+            .and_then(|g| g.parse::<u64>().ok());
+        match read_json::<LeaseFact>(store, k).await {
+            Ok(Some(f)) if named == Some(f.generation) => return Ok(Some(f)),
+            Ok(None) => continue,
+            Ok(Some(_)) | Err(RepoError::Corrupt { .. }) => {
+                tracing::error!(lease = name, key = %k, "a lease generation callproof did not write is ignored");
+            }
+            Err(e) => return Err(e),
+        }
     }
+    Ok(None)
 }
 
 impl Leases {
@@ -102,13 +115,29 @@ impl Leases {
     /// Another instance's lease is respected until it expires.
     pub async fn take(&self, name: &str, now: OffsetDateTime) -> Result<Take, RepoError> {
         let current = self.current(name).await?;
+        let ttl = time::Duration::try_from(self.ttl).unwrap_or(time::Duration::MINUTE);
         if let Some(fact) = &current {
-            if fact.owner != self.owner && fact.expires_at > now {
+            // No instance grants a lease longer than its lease time: one that
+            // claims more (written by someone else into the store) is void.
+            let plausible = fact.expires_at <= now + ttl * 2;
+            if !plausible {
+                tracing::error!(lease = name, owner = %fact.owner, expires_at = %fact.expires_at, "a lease claims to last far longer than any instance grants: it was not written by callproof; taking it over");
+            }
+            if fact.owner != self.owner && fact.expires_at > now && plausible {
                 return Ok(Take::Busy(fact.clone()));
             }
         }
-        let generation = current.as_ref().map_or(1, |f| f.generation + 1);
-        let ttl = time::Duration::try_from(self.ttl).unwrap_or(time::Duration::MINUTE);
+        let generation = match &current {
+            None => 1,
+            Some(f) => f
+                .generation
+                .checked_add(1)
+                .ok_or_else(|| RepoError::Corrupt {
+                    key: format!("{}{}", prefix(name), f.generation),
+                    reason: "the lease generation cannot grow further: remove the lease's objects"
+                        .into(),
+                })?,
+        };
         let fact = LeaseFact {
             owner: self.owner.clone(),
             generation,

@@ -195,6 +195,7 @@ impl TestApp {
             &trust,
             &callproof::evidence::verify::Scope::All,
             None,
+            std::time::Duration::from_secs(3600),
             &noop,
         )
         .await

@@ -814,3 +814,80 @@ async fn purge_on_s3_removes_every_version_and_leaves_no_delete_marker() {
     );
     assert_eq!(left.len(), 2, "the tombstone and its signature: {left:?}");
 }
+
+#[tokio::test]
+async fn a_store_writer_cannot_steer_purge_to_evidence_in_retention() {
+    let app = spawn_with(purge_options()).await;
+    let env = test_env(&app.data_dir, purge_options()).await;
+    // victim: a billing record, kept for years. bait: kept years too, but a
+    // store writer rewrites its record to say its retention is over and to
+    // list the victim's record version as its audio.
+    let (victim, bait) = tokio::join!(recorded(&app, "billing"), recorded(&app, "billing"));
+    app.seal_all().await;
+    let victim_key = format!("records/{victim}/v0001.json");
+    let bait_key = ObjectKey::new(format!("records/{bait}/v0001.json")).unwrap();
+    let mut forged: Value =
+        serde_json::from_slice(&app.store.get(&bait_key).await.unwrap().unwrap()).unwrap();
+    forged["retention"]["retain_until"] = "2020-01-01T00:00:00Z".into();
+    forged["recording"]["audio"][0]["key"] = victim_key.clone().into();
+    app.store.delete(&bait_key).await.unwrap();
+    app.store
+        .create(
+            &bait_key,
+            bytes::Bytes::from(serde_json::to_vec_pretty(&forged).unwrap()),
+        )
+        .await
+        .unwrap();
+    // Its request (bookkeeping, unsigned) is back-dated by ten years too.
+    let request = ObjectKey::new(format!("confirmations/{bait}/request.json")).unwrap();
+    let mut old: Value =
+        serde_json::from_slice(&app.store.get(&request).await.unwrap().unwrap()).unwrap();
+    old["created_at"] = "2015-01-01T00:00:00Z".into();
+    app.store.delete(&request).await.unwrap();
+    app.store
+        .create(
+            &request,
+            bytes::Bytes::from(serde_json::to_vec(&old).unwrap()),
+        )
+        .await
+        .unwrap();
+
+    let out = purge(&app.data_dir, &env, &[]).await;
+    let all = text(&out);
+    assert!(
+        all.contains(&bait) && all.contains("does not verify"),
+        "the forged record is named and left alone: {all}"
+    );
+    for id in [&victim, &bait] {
+        assert!(
+            app.store
+                .get(&ObjectKey::new(format!("confirmations/{id}/request.json")).unwrap())
+                .await
+                .unwrap()
+                .is_some(),
+            "{id} is kept: {all}"
+        );
+    }
+    assert!(app
+        .store
+        .get(&ObjectKey::new(victim_key).unwrap())
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(app.stored("tombstones/").await, 0, "{all}");
+
+    // A seal deleted from the middle of the chain: purge refuses to judge holds on it.
+    app.recorded_call(&["press:1"]).await;
+    app.seal_all().await;
+    app.store
+        .delete(&ObjectKey::new(format!("seals/{:020}.json", 1)).unwrap())
+        .await
+        .unwrap();
+    let out = purge(&app.data_dir, &env, &[]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("the seal chain is broken"),
+        "{}",
+        text(&out)
+    );
+}

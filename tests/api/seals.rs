@@ -492,3 +492,115 @@ async fn a_deleted_audit_entry_is_reported_by_verification() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_signed_object_copied_over_another_and_sealing_blocked_are_caught() {
+    let app = spawn_app().await;
+    let (id, _) = app.recorded_call(&["press:1"]).await;
+    for _ in 0..2 {
+        let resp = app
+            .compliance_get(&format!("/v1/records/{id}/audio"), None)
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    app.seal_all().await;
+    let mut entries: Vec<String> = app
+        .store
+        .list("audit/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.as_str().to_owned())
+        .filter(|k| k.ends_with(".json"))
+        .collect();
+    entries.sort();
+    let (a, b) = (entries[0].clone(), entries[1].clone());
+    // B is replaced by A's bytes and A's signature, and announced again, so
+    // the sealer sees a validly signed object and seals it once more.
+    let a_bytes = app.store.get(&key(&a)).await.unwrap().unwrap();
+    let a_sig_key = callproof::evidence::objects::signature_key(&key(&a), &a_bytes).unwrap();
+    let a_sig = app.store.get(&a_sig_key).await.unwrap().unwrap();
+    overwrite(app.store.as_ref(), &b, a_bytes.to_vec()).await;
+    let b_sig_key = callproof::evidence::objects::signature_key(&key(&b), &a_bytes).unwrap();
+    app.store.create(&b_sig_key, a_sig).await.unwrap();
+    let marker = callproof::evidence::objects::marker_key(&b).unwrap();
+    app.store
+        .create(
+            &marker,
+            Bytes::from(format!(r#"{{"key":"{b}","at":"2026-01-01T00:00:00Z"}}"#)),
+        )
+        .await
+        .unwrap();
+    app.seal_all().await;
+    let report = app.verify_all().await;
+    let about_b: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.object == b && f.severity == callproof::evidence::verify::Severity::Problem)
+        .map(|f| f.detail.as_str())
+        .collect();
+    assert!(
+        about_b.iter().any(|d| d.contains("and again in seal")),
+        "{about_b:?}"
+    );
+    assert!(
+        about_b.iter().any(|d| d.contains("its contents belong at")),
+        "{about_b:?}"
+    );
+
+    // A lease claiming to last for ever, or one that does not read, does not stop sealing.
+    app.store
+        .create(
+            &key("jobs/leases/seal/18000000000000000000.json"),
+            Bytes::from_static(
+                br#"{"owner":"someone","generation":18000000000000000000,"taken_at":"2026-01-01T00:00:00Z","expires_at":"9999-01-01T00:00:00Z"}"#,
+            ),
+        )
+        .await
+        .unwrap();
+    app.store
+        .create(
+            &key("jobs/leases/seal/99999999999999999999.json"),
+            Bytes::from_static(b"not a lease"),
+        )
+        .await
+        .unwrap();
+    let before = app.seal_all().await.seal;
+    let (later, _) = app.recorded_call(&["press:1"]).await;
+    // Unsealed past its grace is a problem, whatever the markers say.
+    let trust = callproof::evidence::trust::Trust::configured(
+        Some(
+            callproof::evidence::keys::SigningKey::from_file(
+                &app.data_dir.join("dev-signing-key.pem"),
+            )
+            .unwrap()
+            .public(),
+        ),
+        None,
+    )
+    .unwrap();
+    let noop = |_: u64, _: u64| {};
+    let strict = callproof::evidence::verify::verify(
+        app.store.as_ref(),
+        &trust,
+        &callproof::evidence::verify::Scope::Record(later.clone()),
+        None,
+        std::time::Duration::ZERO,
+        &noop,
+    )
+    .await
+    .unwrap();
+    assert!(
+        strict
+            .findings
+            .iter()
+            .any(|f| f.detail.contains("still not sealed")),
+        "{:?}",
+        strict.findings
+    );
+    assert!(
+        app.seal_all().await.seal > before,
+        "the planted lease was taken over"
+    );
+    app.stop().await;
+}

@@ -120,6 +120,10 @@ HOW TO RUN THE CHECKS
 
 "#,
     );
+    t.push_str(&format!(
+        "$ test \"$(cat FINGERPRINT)\" = '{}'\n",
+        plan.key.fingerprint()
+    ));
     t.push_str(&fingerprint_line(
         "public-key.pem",
         "\"$(cat FINGERPRINT)\"",
@@ -134,6 +138,9 @@ HOW TO RUN THE CHECKS
 
 "#,
     );
+    t.push_str(&format!(
+        "$ sha256sum record.json | grep -q '^{record_sha} '\n"
+    ));
     t.push_str(&pkeyutl_line("public-key.pem", "record.json"));
     t.push_str("\n3. THE AUDIO\n\n");
     if plan.audio.is_empty() {
@@ -300,9 +307,23 @@ mod tests {
 
     #[test]
     fn every_check_is_a_dollar_line_and_the_seal_steps_follow_the_seal() {
-        let unsealed = verify_text(&plan(false, false));
+        let p = plan(false, false);
+        let unsealed = verify_text(&p);
         let c = commands(&unsealed);
-        assert!(c[0].starts_with("test \"$(openssl pkey -pubin -in public-key.pem"));
+        // The fingerprint and the record's digest are pinned as literals, so
+        // a bundle whose key and record were swapped fails its own VERIFY.txt.
+        assert_eq!(
+            c[0],
+            format!("test \"$(cat FINGERPRINT)\" = '{}'", p.key.fingerprint())
+        );
+        assert!(c[1].starts_with("test \"$(openssl pkey -pubin -in public-key.pem"));
+        assert!(c.contains(
+            &format!(
+                "sha256sum record.json | grep -q '^{} '",
+                sha256_hex(&p.record)
+            )
+            .as_str()
+        ));
         assert!(c.contains(&"openssl pkeyutl -verify -pubin -inkey public-key.pem -rawin -in record.json -sigfile record.json.sig"));
         assert!(c.contains(
             &format!("grep -q '\"sha256\": \"{}\"' record.json", "ab".repeat(32)).as_str()
