@@ -270,20 +270,12 @@ pub async fn apply_legal_hold(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use bytes::Bytes;
 
     use super::*;
-    use crate::evidence::keys::SigningKey;
-    use crate::store::FsStore;
 
     fn evidence() -> (tempfile::TempDir, Evidence) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store: Arc<dyn ObjectStore> = Arc::new(FsStore::open(dir.path()).expect("store"));
-        let pem = SigningKey::generate_pem().expect("key");
-        let signer = Arc::new(SigningKey::from_pem(&pem).expect("key"));
-        (dir, Evidence::new(store, signer))
+        crate::evidence::objects::test_evidence()
     }
 
     fn admin() -> Actor {

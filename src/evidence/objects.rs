@@ -175,17 +175,23 @@ pub async fn read_signed(
     Ok(Some((bytes, sig)))
 }
 
+/// Evidence over a fresh local store with a new key, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_evidence() -> (tempfile::TempDir, Evidence) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(crate::store::FsStore::open(dir.path()).expect("store"));
+    let pem = SigningKey::generate_pem().expect("key");
+    let signer = Arc::new(SigningKey::from_pem(&pem).expect("key"));
+    (dir, Evidence::new(store, signer))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::FsStore;
 
     fn evidence() -> (tempfile::TempDir, Evidence) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store: Arc<dyn ObjectStore> = Arc::new(FsStore::open(dir.path()).expect("store"));
-        let pem = SigningKey::generate_pem().expect("key");
-        let signer = Arc::new(SigningKey::from_pem(&pem).expect("key"));
-        (dir, Evidence::new(store, signer))
+        test_evidence()
     }
 
     #[tokio::test]

@@ -750,8 +750,12 @@ pub async fn published_keys(store: &dyn ObjectStore) -> Result<Vec<PublicKey>, R
     Ok(out)
 }
 
-/// The keys in force along the stored chain, for `GET /v1/keys`.
-pub async fn key_ranges(store: &dyn ObjectStore, trust: &Trust) -> Result<KeyRanges, RepoError> {
+/// The chain walked on its own: the keys in force and the problems found.
+async fn chain_only(
+    store: &dyn ObjectStore,
+    trust: &Trust,
+    expect: Option<&ExpectedHead>,
+) -> Result<(KeyRanges, Vec<Finding>), RepoError> {
     let noop = |_: u64, _: u64| {};
     let mut v = Verifier {
         store,
@@ -759,7 +763,13 @@ pub async fn key_ranges(store: &dyn ObjectStore, trust: &Trust) -> Result<KeyRan
         counts: Counts::default(),
         progress: &noop,
     };
-    Ok(walk_chain(&mut v, trust, None).await?.0)
+    let ranges = walk_chain(&mut v, trust, expect).await?.0;
+    Ok((ranges, v.findings))
+}
+
+/// The keys in force along the stored chain, for `GET /v1/keys`.
+pub async fn key_ranges(store: &dyn ObjectStore, trust: &Trust) -> Result<KeyRanges, RepoError> {
+    Ok(chain_only(store, trust, None).await?.0)
 }
 
 /// The problems of the seal chain alone (signatures, numbering, links, and a
@@ -769,15 +779,9 @@ pub async fn chain_problems(
     trust: &Trust,
     expect: Option<&ExpectedHead>,
 ) -> Result<Vec<Finding>, RepoError> {
-    let noop = |_: u64, _: u64| {};
-    let mut v = Verifier {
-        store,
-        findings: Vec::new(),
-        counts: Counts::default(),
-        progress: &noop,
-    };
-    walk_chain(&mut v, trust, expect).await?;
-    Ok(v.findings
+    Ok(chain_only(store, trust, expect)
+        .await?
+        .1
         .into_iter()
         .filter(|f| f.severity == Severity::Problem)
         .collect())
