@@ -308,6 +308,9 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
+    // Commands on evidence exit 1 for an evidence problem and 2 when they
+    // could not act at all (like `records verify`).
+    let on_evidence = matches!(cli.command, Command::Records(_) | Command::Audit(_));
     let result = match cli.command {
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve(args))),
         Command::Simulate(args) => runtime().and_then(|rt| rt.block_on(simulate_cmd(args))),
@@ -340,7 +343,14 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if !on_evidence
+                || e.downcast_ref::<crate::evidence::EvidenceProblem>()
+                    .is_some()
+            {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::from(2)
+            }
         }
     }
 }

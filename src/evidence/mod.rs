@@ -11,3 +11,10 @@ pub mod seal;
 pub mod tombstone;
 pub mod trust;
 pub mod verify;
+
+/// An evidence problem found while acting on evidence (a record that does not
+/// check out), as distinct from failing to act at all: commands exit 1 for
+/// this and 2 for anything else.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EvidenceProblem(pub String);

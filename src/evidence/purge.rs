@@ -775,13 +775,14 @@ impl Purger {
                 .iter()
                 .map(|f| format!("{}: {}", f.object, f.detail))
                 .collect();
-            return Err(RepoError::Corrupt {
-                key: "seals/".into(),
-                reason: format!(
+            report.problems.push((
+                "seals/".into(),
+                format!(
                     "the seal chain is broken, so holds cannot be trusted and nothing is purged: {}; run `callproof records verify --all`",
                     list.join("; ")
                 ),
-            });
+            ));
+            return Ok(report);
         }
         let mut index = self.build_index().await?;
         let ids = self.ids().await?;

@@ -415,7 +415,7 @@ async fn a_bundle_verifies_with_its_own_commands_and_not_after_any_change() {
         "audit",
     ])
     .await;
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "could not export: exit 2");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such record"));
     let out = cli(&["export", &id, "-o", missing.to_str().expect("utf-8 path")]).await;
     assert!(!out.status.success());
@@ -446,6 +446,24 @@ async fn a_bundle_verifies_with_its_own_commands_and_not_after_any_change() {
         body["error"].as_str().expect("error").contains(k.as_str()),
         "{body}"
     );
+    // The CLI calls it an evidence problem: exit 1, and no file.
+    let out_zip = tmp.path().join("refused.zip");
+    let out = cli(&[
+        "export",
+        &id,
+        "-o",
+        out_zip.to_str().expect("utf-8 path"),
+        "--reason",
+        "audit",
+    ])
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out_zip.exists());
 }
 
 #[tokio::test]

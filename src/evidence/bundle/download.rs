@@ -68,7 +68,12 @@ pub async fn download(
                 "this API key may not export records (403): use a compliance or admin key"
             ),
             404 => anyhow::bail!("no such record (404)"),
-            409 => anyhow::bail!("the server will not bundle this record (409): {said}"),
+            409 => {
+                return Err(crate::evidence::EvidenceProblem(format!(
+                    "the server will not bundle this record (409): {said}"
+                ))
+                .into())
+            }
             _ => anyhow::bail!("the server answered HTTP {status}: {said}"),
         }
     }
