@@ -1013,7 +1013,7 @@ async fn records_cmd(args: RecordsArgs) -> anyhow::Result<ExitCode> {
             let got = hex::encode(sha2::Digest::finalize(hasher));
             if got != expected {
                 let _ = std::fs::remove_file(&tmp);
-                anyhow::bail!("the downloaded bytes do not match the record: sha256 {got}, record says {expected}");
+                return Err(crate::evidence::EvidenceProblem(format!("the downloaded bytes do not match the record: sha256 {got}, record says {expected}")).into());
             }
             std::fs::rename(&tmp, &path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
