@@ -561,7 +561,7 @@ async fn purge_refuses_a_data_directory_without_the_servers_key() {
         .output()
         .await
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "could not act: exit 2");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no signing key"),
         "{}",
