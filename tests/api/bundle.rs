@@ -280,11 +280,30 @@ async fn a_bundle_verifies_with_its_own_commands_and_not_after_any_change() {
         assert!(!failed.is_empty(), "a flipped byte in {f} went unnoticed");
         if !unsigned {
             assert!(
-                failed.iter().all(|(c, _)| c != "sha256sum -c SHA256SUMS"),
+                failed
+                    .iter()
+                    .all(|(c, _)| c != "sha256sum --strict -c SHA256SUMS"),
                 "{f}: the regenerated list passes; the proof is elsewhere"
             );
         }
     }
+
+    // A flip of the space after a hash leaves a malformed line, which plain
+    // `sha256sum -c` only warns about (exit 0); `--strict` fails it.
+    let malformed = tmp.path().join("malformed-sums");
+    copy_dir(&good, &malformed);
+    let sums = malformed.join("SHA256SUMS");
+    let mut bytes = std::fs::read(&sums).expect("reads");
+    assert_eq!(bytes[64], b' ', "a hash, then two spaces");
+    bytes[64] ^= 0x01;
+    std::fs::write(&sums, &bytes).expect("writes");
+    assert_eq!(
+        failing(&malformed, &cmds)
+            .iter()
+            .map(|(c, _)| c.as_str())
+            .collect::<Vec<_>>(),
+        ["sha256sum --strict -c SHA256SUMS"]
+    );
 
     // Other audio under the same name, with a SHA256SUMS made to match it.
     let forged = tmp.path().join("forged");

@@ -229,7 +229,7 @@ $ grep -q '\"key\": \"{key}\"' seal.json
   in transit, but it is not a proof: it is not signed, so whoever can change a
   file can rewrite it too. The checks above are the proof.
 
-$ sha256sum -c SHA256SUMS
+$ sha256sum --strict -c SHA256SUMS
 
 WHAT THIS DOES NOT PROVE
 
@@ -328,7 +328,7 @@ mod tests {
         assert!(c.contains(
             &format!("grep -q '\"sha256\": \"{}\"' record.json", "ab".repeat(32)).as_str()
         ));
-        assert_eq!(c.last(), Some(&"sha256sum -c SHA256SUMS"));
+        assert_eq!(c.last(), Some(&"sha256sum --strict -c SHA256SUMS"));
         assert!(!unsealed.contains("seal.json.sig "));
         assert!(unsealed.contains("not listed in a seal yet"));
         assert!(unsealed.contains("LibreSSL"));
