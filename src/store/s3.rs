@@ -408,6 +408,39 @@ impl S3Store {
         }
     }
 
+    /// Reads a whole object, or one version of it; `None` on 404.
+    async fn get_object(
+        &self,
+        key: &ObjectKey,
+        version_id: Option<String>,
+    ) -> Result<Option<Bytes>, StoreError> {
+        let op = if version_id.is_some() {
+            "GetObject (version)"
+        } else {
+            "GetObject"
+        };
+        match self
+            .client
+            .get_object()
+            .bucket(&self.settings.bucket)
+            .key(self.full_key(key.as_str()))
+            .set_version_id(version_id)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let data = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| reading(key.as_str(), op, e))?;
+                Ok(Some(data.into_bytes()))
+            }
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(remote(key.as_str(), op, &e)),
+        }
+    }
+
     async fn put_multipart(
         &self,
         key: &ObjectKey,
@@ -581,25 +614,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StoreError> {
-        match self
-            .client
-            .get_object()
-            .bucket(&self.settings.bucket)
-            .key(self.full_key(key.as_str()))
-            .send()
-            .await
-        {
-            Ok(out) => {
-                let data = out
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| reading(key.as_str(), "GetObject", e))?;
-                Ok(Some(data.into_bytes()))
-            }
-            Err(e) if status_of(&e) == Some(404) => Ok(None),
-            Err(e) => Err(remote(key.as_str(), "GetObject", &e)),
-        }
+        self.get_object(key, None).await
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
@@ -723,26 +738,7 @@ impl ObjectStore for S3Store {
         else {
             return Ok(None);
         };
-        match self
-            .client
-            .get_object()
-            .bucket(&self.settings.bucket)
-            .key(&full)
-            .set_version_id(newest.version_id)
-            .send()
-            .await
-        {
-            Ok(out) => {
-                let data = out
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| reading(key.as_str(), "GetObject (version)", e))?;
-                Ok(Some(data.into_bytes()))
-            }
-            Err(e) if status_of(&e) == Some(404) => Ok(None),
-            Err(e) => Err(remote(key.as_str(), "GetObject (version)", &e)),
-        }
+        self.get_object(key, newest.version_id).await
     }
 
     async fn purge(&self, key: &ObjectKey) -> Result<(), StoreError> {
