@@ -5,8 +5,10 @@
 //! they say. Rows move only forward (a higher version, a newer hold fact), so
 //! the order in which updates arrive does not matter.
 
+pub mod contract;
 pub mod sqlite;
 
+use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use time::OffsetDateTime;
@@ -40,6 +42,123 @@ pub struct Row {
     pub hold_n: u32,
     /// Whether the record is on hold.
     pub held: bool,
+    /// Whether a tombstone purged it: every other field is then cleared
+    /// (empty text, version 0) but `requested_at`, which keeps its place.
+    pub purged: bool,
+}
+
+/// One change the indexer found in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A record version (its hold fields are ignored).
+    Record(Row),
+    /// Hold fact `n` of a record: held or released.
+    Hold {
+        /// The record.
+        record_id: String,
+        /// The fact's number; only a higher one moves the row.
+        n: u32,
+        /// Held after this fact.
+        held: bool,
+    },
+    /// A tombstone: the row is cleared down to its id and never comes back.
+    Purged {
+        /// The record.
+        record_id: String,
+    },
+}
+
+/// The seal an index has read up to: its number and the hex SHA-256 of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealMark {
+    /// The seal's number (0: none read).
+    pub seal: u64,
+    /// Hex SHA-256 of its bytes (empty for seal 0).
+    pub sha256: String,
+}
+
+impl SealMark {
+    /// Nothing read yet.
+    pub fn none() -> SealMark {
+        SealMark {
+            seal: 0,
+            sha256: String::new(),
+        }
+    }
+
+    /// The form kept in the index's meta table: `N:sha256`.
+    pub fn to_meta(&self) -> String {
+        format!("{}:{}", self.seal, self.sha256)
+    }
+
+    /// Reads [`SealMark::to_meta`]; `None` for anything else.
+    pub fn from_meta(text: &str) -> Option<SealMark> {
+        let (n, sha) = text.split_once(':')?;
+        Some(SealMark {
+            seal: n.parse().ok()?,
+            sha256: sha.to_owned(),
+        })
+    }
+}
+
+/// What an index says of itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexState {
+    /// The generation searches read; 0 when the index was never built.
+    pub generation: u64,
+    /// The last seal the current generation has read.
+    pub last_seal: SealMark,
+    /// [`PhoneKey::fingerprint`] of the secret the current generation was built with.
+    pub phone_fingerprint: Option<String>,
+}
+
+/// An index failure, named for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("search index: {0}")]
+pub struct IndexError(pub String);
+
+/// A search index backend. Rows live in generations: searches read the
+/// current one; a rebuild fills a new one and switches to it at once, so
+/// searches keep answering from the old one meanwhile.
+#[async_trait]
+pub trait SearchIndex: Send + Sync + 'static {
+    /// The current generation, its last seal and its phone-secret fingerprint.
+    async fn state(&self) -> Result<IndexState, IndexError>;
+
+    /// Applies `changes` to `generation` in one transaction, each moving
+    /// its row only forward. With `seal`, also moves the generation's last
+    /// seal to it, when that generation is current and `seal` is newer.
+    async fn apply(
+        &self,
+        generation: u64,
+        changes: &[Change],
+        seal: Option<&SealMark>,
+    ) -> Result<(), IndexError>;
+
+    /// Rows of the current generation matching `filter`, newest request
+    /// first (ties by id, descending), after `after`, at most `limit`.
+    async fn search(
+        &self,
+        filter: &Filter,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page, IndexError>;
+
+    /// Starts a new generation for a rebuild: drops the rows of every
+    /// generation but the current one and answers the new number.
+    async fn start_generation(&self) -> Result<u64, IndexError>;
+
+    /// Makes `generation` current, read up to `seal` with the phone secret
+    /// of `phone_fingerprint`, in one transaction, and drops the older rows.
+    async fn switch_generation(
+        &self,
+        generation: u64,
+        seal: &SealMark,
+        phone_fingerprint: &str,
+    ) -> Result<(), IndexError>;
+
+    /// One line for logs: which backend, where (no password).
+    fn describe(&self) -> String;
 }
 
 /// Search filters; `None` matches everything.

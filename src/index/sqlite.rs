@@ -1,20 +1,16 @@
 //! The embedded SQLite index (`data_dir/index.sqlite3`): the rows of
-//! [`super::Row`], forward-only upserts, and keyset-paged search.
+//! [`super::Row`] by generation, forward-only changes, keyset-paged search.
 //!
-//! Calls block; the server runs them off the async runtime.
+//! rusqlite blocks; every call runs on the blocking pool.
 
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use async_trait::async_trait;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
 use time::OffsetDateTime;
 
-use super::{Cursor, Filter, Page, Row};
-
-/// An index failure, named for the operator.
-#[derive(Debug, thiserror::Error)]
-#[error("search index: {0}")]
-pub struct IndexError(String);
+use super::{Change, Cursor, Filter, IndexError, IndexState, Page, Row, SealMark, SearchIndex};
 
 impl From<rusqlite::Error> for IndexError {
     fn from(e: rusqlite::Error) -> Self {
@@ -25,8 +21,10 @@ impl From<rusqlite::Error> for IndexError {
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA secure_delete = ON;
+PRAGMA busy_timeout = 30000;
 CREATE TABLE IF NOT EXISTS records (
-    record_id TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL,
+    record_id TEXT NOT NULL,
     version INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
     account_id TEXT NOT NULL,
@@ -36,26 +34,32 @@ CREATE TABLE IF NOT EXISTS records (
     outcome TEXT NOT NULL,
     status TEXT NOT NULL,
     agent_id TEXT NOT NULL,
-    requested_at INTEGER NOT NULL
+    requested_at INTEGER NOT NULL,
+    purged INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (generation, record_id)
 );
 CREATE TABLE IF NOT EXISTS holds (
-    record_id TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL,
+    record_id TEXT NOT NULL,
     hold_n INTEGER NOT NULL,
-    held INTEGER NOT NULL
+    held INTEGER NOT NULL,
+    PRIMARY KEY (generation, record_id)
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS by_time ON records (requested_at DESC, record_id DESC);
-CREATE INDEX IF NOT EXISTS by_account ON records (account_id, requested_at DESC, record_id DESC);
-CREATE INDEX IF NOT EXISTS by_phone ON records (phone_hmac, requested_at DESC, record_id DESC);
-CREATE INDEX IF NOT EXISTS by_number ON records (confirmation_number);
-CREATE INDEX IF NOT EXISTS by_kind ON records (kind, requested_at DESC, record_id DESC);
-CREATE INDEX IF NOT EXISTS by_outcome ON records (outcome, requested_at DESC, record_id DESC);
-CREATE INDEX IF NOT EXISTS by_agent ON records (agent_id, requested_at DESC, record_id DESC);
+CREATE INDEX IF NOT EXISTS by_time ON records (generation, requested_at DESC, record_id DESC);
+CREATE INDEX IF NOT EXISTS by_account ON records (generation, account_id, requested_at DESC, record_id DESC);
+CREATE INDEX IF NOT EXISTS by_phone ON records (generation, phone_hmac, requested_at DESC, record_id DESC);
+CREATE INDEX IF NOT EXISTS by_number ON records (generation, confirmation_number);
+CREATE INDEX IF NOT EXISTS by_kind ON records (generation, kind, requested_at DESC, record_id DESC);
+CREATE INDEX IF NOT EXISTS by_outcome ON records (generation, outcome, requested_at DESC, record_id DESC);
+CREATE INDEX IF NOT EXISTS by_agent ON records (generation, agent_id, requested_at DESC, record_id DESC);
 ";
 
 /// The SQLite index.
+#[derive(Clone)]
 pub struct SqliteIndex {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
+    path: Option<PathBuf>,
 }
 
 fn nanos(t: OffsetDateTime) -> i64 {
@@ -66,178 +70,310 @@ fn time_of(n: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(n)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+fn generation_of(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn meta(tx: &Connection, name: &str) -> Result<Option<String>, IndexError> {
+    Ok(tx
+        .query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+fn set_meta(tx: &Connection, name: &str, value: &str) -> Result<(), IndexError> {
+    tx.execute(
+        "INSERT INTO meta (name, value) VALUES (?1, ?2)
+         ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        params![name, value],
+    )?;
+    Ok(())
+}
+
+fn current(tx: &Connection) -> Result<u64, IndexError> {
+    Ok(meta(tx, "generation")?
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(0))
+}
+
+fn change(tx: &Transaction<'_>, generation: i64, change: &Change) -> Result<(), IndexError> {
+    match change {
+        Change::Record(row) => {
+            tx.execute(
+                "INSERT INTO records (generation, record_id, version, sha256, account_id,
+                     confirmation_number, phone_hmac, kind, outcome, status, agent_id, requested_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT(generation, record_id) DO UPDATE SET
+                     version = excluded.version, sha256 = excluded.sha256,
+                     account_id = excluded.account_id,
+                     confirmation_number = excluded.confirmation_number,
+                     phone_hmac = excluded.phone_hmac, kind = excluded.kind,
+                     outcome = excluded.outcome, status = excluded.status,
+                     agent_id = excluded.agent_id, requested_at = excluded.requested_at
+                 WHERE excluded.version > records.version AND records.purged = 0",
+                params![
+                    generation,
+                    row.record_id,
+                    row.version,
+                    row.sha256,
+                    row.account_id,
+                    row.confirmation_number,
+                    row.phone_hmac,
+                    row.kind,
+                    row.outcome,
+                    row.status,
+                    row.agent_id,
+                    nanos(row.requested_at),
+                ],
+            )?;
+        }
+        Change::Hold { record_id, n, held } => {
+            tx.execute(
+                "INSERT INTO holds (generation, record_id, hold_n, held) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(generation, record_id) DO UPDATE SET
+                     hold_n = excluded.hold_n, held = excluded.held
+                 WHERE excluded.hold_n > holds.hold_n",
+                params![generation, record_id, n, held],
+            )?;
+        }
+        Change::Purged { record_id } => {
+            // A purged record keeps its id and place in time, nothing else.
+            tx.execute(
+                "INSERT INTO records (generation, record_id, version, sha256, account_id,
+                     confirmation_number, phone_hmac, kind, outcome, status, agent_id,
+                     requested_at, purged)
+                 VALUES (?1, ?2, 0, '', '', '', '', '', '', '', '', 0, 1)
+                 ON CONFLICT(generation, record_id) DO UPDATE SET
+                     version = 0, sha256 = '', account_id = '', confirmation_number = '',
+                     phone_hmac = '', kind = '', outcome = '', status = '', agent_id = '',
+                     purged = 1",
+                params![generation, record_id],
+            )?;
+        }
+    }
+    Ok(())
+}
+
 impl SqliteIndex {
     /// Opens (creating when missing) the index file at `path`.
     pub fn open(path: &Path) -> Result<SqliteIndex, IndexError> {
         let conn = Connection::open(path)
             .map_err(|e| IndexError(format!("cannot open {}: {e}", path.display())))?;
-        Self::with(conn)
+        Self::with(conn, Some(path.to_owned()))
     }
 
     /// An index in memory, for tests and benches.
     pub fn in_memory() -> Result<SqliteIndex, IndexError> {
-        Self::with(Connection::open_in_memory()?)
+        Self::with(Connection::open_in_memory()?, None)
     }
 
-    fn with(conn: Connection) -> Result<SqliteIndex, IndexError> {
+    fn with(conn: Connection, path: Option<PathBuf>) -> Result<SqliteIndex, IndexError> {
         conn.execute_batch(SCHEMA)?;
         Ok(SqliteIndex {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
+            path,
         })
     }
 
-    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, IndexError> {
-        self.conn
-            .lock()
-            .map_err(|_| IndexError("a previous index call panicked".into()))
+    async fn run<T, F>(&self, work: F) -> Result<T, IndexError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, IndexError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn
+                .lock()
+                .map_err(|_| IndexError("a previous index call panicked".into()))?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| IndexError(format!("index call failed: {e}")))?
     }
+}
 
-    /// Indexes `row`'s record fields unless a version at least as new is
-    /// indexed already; its hold fields go through [`SqliteIndex::set_hold`].
-    pub fn upsert(&self, row: &Row) -> Result<(), IndexError> {
-        self.conn()?.execute(
-            "INSERT INTO records (record_id, version, sha256, account_id, confirmation_number,
-                 phone_hmac, kind, outcome, status, agent_id, requested_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT(record_id) DO UPDATE SET
-                 version = excluded.version, sha256 = excluded.sha256,
-                 account_id = excluded.account_id,
-                 confirmation_number = excluded.confirmation_number,
-                 phone_hmac = excluded.phone_hmac, kind = excluded.kind,
-                 outcome = excluded.outcome, status = excluded.status,
-                 agent_id = excluded.agent_id, requested_at = excluded.requested_at
-             WHERE excluded.version > records.version",
-            params![
-                row.record_id,
-                row.version,
-                row.sha256,
-                row.account_id,
-                row.confirmation_number,
-                row.phone_hmac,
-                row.kind,
-                row.outcome,
-                row.status,
-                row.agent_id,
-                nanos(row.requested_at),
-            ],
-        )?;
-        Ok(())
+fn search(
+    conn: &Connection,
+    filter: &Filter,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> Result<Page, IndexError> {
+    let generation = generation_of(current(conn)?);
+    let mut sql = String::from(
+        "SELECT r.record_id, r.version, r.sha256, r.account_id, r.confirmation_number,
+                r.phone_hmac, r.kind, r.outcome, r.status, r.agent_id, r.requested_at,
+                COALESCE(h.hold_n, 0), COALESCE(h.held, 0), r.purged
+         FROM records r LEFT JOIN holds h
+             ON h.generation = r.generation AND h.record_id = r.record_id
+         WHERE r.generation = ?",
+    );
+    let mut args: Vec<rusqlite::types::Value> = vec![generation.into()];
+    let mut text = |sql: &mut String, column: &str, value: &Option<String>| {
+        if let Some(v) = value {
+            sql.push_str(&format!(" AND r.{column} = ?"));
+            args.push(v.clone().into());
+        }
+    };
+    text(&mut sql, "account_id", &filter.account_id);
+    text(&mut sql, "phone_hmac", &filter.phone_hmac);
+    text(&mut sql, "confirmation_number", &filter.confirmation_number);
+    text(&mut sql, "kind", &filter.kind);
+    text(&mut sql, "outcome", &filter.outcome);
+    text(&mut sql, "status", &filter.status);
+    text(&mut sql, "agent_id", &filter.agent_id);
+    if let Some(t) = filter.from {
+        sql.push_str(" AND r.requested_at >= ?");
+        args.push(nanos(t).into());
     }
-
-    /// Records hold fact `n` of `record_id` unless a newer one is recorded.
-    pub fn set_hold(&self, record_id: &str, n: u32, held: bool) -> Result<(), IndexError> {
-        self.conn()?.execute(
-            "INSERT INTO holds (record_id, hold_n, held) VALUES (?1, ?2, ?3)
-             ON CONFLICT(record_id) DO UPDATE SET hold_n = excluded.hold_n, held = excluded.held
-             WHERE excluded.hold_n > holds.hold_n",
-            params![record_id, n, held],
-        )?;
-        Ok(())
+    if let Some(t) = filter.to {
+        sql.push_str(" AND r.requested_at < ?");
+        args.push(nanos(t).into());
     }
-
-    /// A stored setting of the index itself (the last seal read, the phone secret's fingerprint).
-    pub fn meta(&self, name: &str) -> Result<Option<String>, IndexError> {
-        Ok(self
-            .conn()?
-            .query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
-                r.get(0)
+    if let Some(held) = filter.held {
+        sql.push_str(" AND COALESCE(h.held, 0) = ?");
+        args.push(i64::from(held).into());
+    }
+    if let Some(c) = after {
+        sql.push_str(" AND (r.requested_at < ? OR (r.requested_at = ? AND r.record_id < ?))");
+        args.push(nanos(c.requested_at).into());
+        args.push(nanos(c.requested_at).into());
+        args.push(c.record_id.clone().into());
+    }
+    sql.push_str(" ORDER BY r.requested_at DESC, r.record_id DESC LIMIT ?");
+    args.push(
+        i64::try_from(limit.saturating_add(1))
+            .unwrap_or(i64::MAX)
+            .into(),
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows: Vec<Row> = stmt
+        .query_map(params_from_iter(args), |r| {
+            Ok(Row {
+                record_id: r.get(0)?,
+                version: r.get(1)?,
+                sha256: r.get(2)?,
+                account_id: r.get(3)?,
+                confirmation_number: r.get(4)?,
+                phone_hmac: r.get(5)?,
+                kind: r.get(6)?,
+                outcome: r.get(7)?,
+                status: r.get(8)?,
+                agent_id: r.get(9)?,
+                requested_at: time_of(r.get(10)?),
+                hold_n: r.get(11)?,
+                held: r.get::<_, i64>(12)? != 0,
+                purged: r.get::<_, i64>(13)? != 0,
             })
-            .optional()?)
+        })?
+        .collect::<Result<_, _>>()?;
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|r| Cursor {
+            requested_at: r.requested_at,
+            record_id: r.record_id.clone(),
+        })
+    } else {
+        None
+    };
+    Ok(Page { rows, next })
+}
+
+#[async_trait]
+impl SearchIndex for SqliteIndex {
+    async fn state(&self) -> Result<IndexState, IndexError> {
+        self.run(|conn| {
+            Ok(IndexState {
+                generation: current(conn)?,
+                last_seal: meta(conn, "last_seal")?
+                    .and_then(|m| SealMark::from_meta(&m))
+                    .unwrap_or_else(SealMark::none),
+                phone_fingerprint: meta(conn, "phone_fingerprint")?,
+            })
+        })
+        .await
     }
 
-    /// Sets a stored setting of the index.
-    pub fn set_meta(&self, name: &str, value: &str) -> Result<(), IndexError> {
-        self.conn()?.execute(
-            "INSERT INTO meta (name, value) VALUES (?1, ?2)
-             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-            params![name, value],
-        )?;
-        Ok(())
+    async fn apply(
+        &self,
+        generation: u64,
+        changes: &[Change],
+        seal: Option<&SealMark>,
+    ) -> Result<(), IndexError> {
+        let changes = changes.to_vec();
+        let seal = seal.cloned();
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            let g = generation_of(generation);
+            for c in &changes {
+                change(&tx, g, c)?;
+            }
+            if let Some(seal) = seal {
+                let last = meta(&tx, "last_seal")?
+                    .and_then(|m| SealMark::from_meta(&m))
+                    .unwrap_or_else(SealMark::none);
+                if current(&tx)? == generation && seal.seal > last.seal {
+                    set_meta(&tx, "last_seal", &seal.to_meta())?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
     }
 
-    /// Rows matching `filter`, newest request first (ties by id, descending),
-    /// starting after `after`, at most `limit`.
-    pub fn search(
+    async fn search(
         &self,
         filter: &Filter,
         after: Option<&Cursor>,
         limit: usize,
     ) -> Result<Page, IndexError> {
-        let mut sql = String::from(
-            "SELECT r.record_id, r.version, r.sha256, r.account_id, r.confirmation_number,
-                    r.phone_hmac, r.kind, r.outcome, r.status, r.agent_id, r.requested_at,
-                    COALESCE(h.hold_n, 0), COALESCE(h.held, 0)
-             FROM records r LEFT JOIN holds h ON h.record_id = r.record_id WHERE 1 = 1",
-        );
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        let mut text = |sql: &mut String, column: &str, value: &Option<String>| {
-            if let Some(v) = value {
-                sql.push_str(&format!(" AND r.{column} = ?"));
-                args.push(v.clone().into());
-            }
-        };
-        text(&mut sql, "account_id", &filter.account_id);
-        text(&mut sql, "phone_hmac", &filter.phone_hmac);
-        text(&mut sql, "confirmation_number", &filter.confirmation_number);
-        text(&mut sql, "kind", &filter.kind);
-        text(&mut sql, "outcome", &filter.outcome);
-        text(&mut sql, "status", &filter.status);
-        text(&mut sql, "agent_id", &filter.agent_id);
-        if let Some(t) = filter.from {
-            sql.push_str(" AND r.requested_at >= ?");
-            args.push(nanos(t).into());
+        let filter = filter.clone();
+        let after = after.cloned();
+        self.run(move |conn| search(conn, &filter, after.as_ref(), limit))
+            .await
+    }
+
+    async fn start_generation(&self) -> Result<u64, IndexError> {
+        self.run(|conn| {
+            let tx = conn.transaction()?;
+            let now = current(&tx)?;
+            let g = generation_of(now);
+            tx.execute("DELETE FROM records WHERE generation <> ?1", [g])?;
+            tx.execute("DELETE FROM holds WHERE generation <> ?1", [g])?;
+            tx.commit()?;
+            Ok(now + 1)
+        })
+        .await
+    }
+
+    async fn switch_generation(
+        &self,
+        generation: u64,
+        seal: &SealMark,
+        phone_fingerprint: &str,
+    ) -> Result<(), IndexError> {
+        let seal = seal.clone();
+        let fingerprint = phone_fingerprint.to_owned();
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            let g = generation_of(generation);
+            set_meta(&tx, "generation", &generation.to_string())?;
+            set_meta(&tx, "last_seal", &seal.to_meta())?;
+            set_meta(&tx, "phone_fingerprint", &fingerprint)?;
+            tx.execute("DELETE FROM records WHERE generation <> ?1", [g])?;
+            tx.execute("DELETE FROM holds WHERE generation <> ?1", [g])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn describe(&self) -> String {
+        match &self.path {
+            Some(p) => format!("SQLite index at {}", p.display()),
+            None => "SQLite index in memory".into(),
         }
-        if let Some(t) = filter.to {
-            sql.push_str(" AND r.requested_at < ?");
-            args.push(nanos(t).into());
-        }
-        if let Some(held) = filter.held {
-            sql.push_str(" AND COALESCE(h.held, 0) = ?");
-            args.push(i64::from(held).into());
-        }
-        if let Some(c) = after {
-            sql.push_str(" AND (r.requested_at < ? OR (r.requested_at = ? AND r.record_id < ?))");
-            args.push(nanos(c.requested_at).into());
-            args.push(nanos(c.requested_at).into());
-            args.push(c.record_id.clone().into());
-        }
-        sql.push_str(" ORDER BY r.requested_at DESC, r.record_id DESC LIMIT ?");
-        args.push(
-            i64::try_from(limit.saturating_add(1))
-                .unwrap_or(i64::MAX)
-                .into(),
-        );
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let mut rows: Vec<Row> = stmt
-            .query_map(params_from_iter(args), |r| {
-                Ok(Row {
-                    record_id: r.get(0)?,
-                    version: r.get(1)?,
-                    sha256: r.get(2)?,
-                    account_id: r.get(3)?,
-                    confirmation_number: r.get(4)?,
-                    phone_hmac: r.get(5)?,
-                    kind: r.get(6)?,
-                    outcome: r.get(7)?,
-                    status: r.get(8)?,
-                    agent_id: r.get(9)?,
-                    requested_at: time_of(r.get(10)?),
-                    hold_n: r.get(11)?,
-                    held: r.get::<_, i64>(12)? != 0,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        let next = if rows.len() > limit {
-            rows.truncate(limit);
-            rows.last().map(|r| Cursor {
-                requested_at: r.requested_at,
-                record_id: r.record_id.clone(),
-            })
-        } else {
-            None
-        };
-        Ok(Page { rows, next })
     }
 }
 
@@ -245,85 +381,44 @@ impl SqliteIndex {
 mod tests {
     use super::*;
 
-    fn row(id: &str, version: u32, minute: i64, account: &str) -> Row {
-        Row {
-            record_id: id.into(),
-            version,
-            sha256: format!("{version:064}"),
-            account_id: account.into(),
-            confirmation_number: format!("CN-{id}"),
-            phone_hmac: "p".into(),
-            kind: "billing".into(),
-            outcome: if version > 1 {
-                "confirmed"
-            } else {
-                "no_answer"
-            }
-            .into(),
-            status: "complete".into(),
-            agent_id: "agent-7".into(),
-            requested_at: OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(minute),
-            hold_n: 0,
-            held: false,
-        }
+    #[tokio::test]
+    async fn the_sqlite_index_meets_the_contract() {
+        super::super::contract::run_all(&SqliteIndex::in_memory().expect("index")).await;
     }
 
-    #[test]
-    fn rows_only_move_forward_whatever_order_updates_arrive_in() {
-        let ix = SqliteIndex::in_memory().expect("index");
-        ix.upsert(&row("a", 2, 1, "acc")).expect("upsert");
-        ix.upsert(&row("a", 1, 1, "acc"))
-            .expect("an older version changes nothing");
-        let page = ix.search(&Filter::default(), None, 10).expect("search");
+    #[tokio::test]
+    async fn the_index_file_keeps_its_rows_across_opens() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("index.sqlite3");
+        let ix = SqliteIndex::open(&path).expect("open");
+        let g = ix.start_generation().await.expect("generation");
+        ix.apply(
+            g,
+            &[Change::Record(super::super::contract::row("a", 1, 1, "x"))],
+            None,
+        )
+        .await
+        .expect("apply");
+        ix.switch_generation(
+            g,
+            &SealMark {
+                seal: 3,
+                sha256: "ab".into(),
+            },
+            "fp",
+        )
+        .await
+        .expect("switch");
+        drop(ix);
+        let again = SqliteIndex::open(&path).expect("reopen");
+        let state = again.state().await.expect("state");
+        assert_eq!(state.generation, g);
+        assert_eq!(state.last_seal.seal, 3);
+        assert_eq!(state.phone_fingerprint.as_deref(), Some("fp"));
+        let page = again
+            .search(&Filter::default(), None, 10)
+            .await
+            .expect("search");
         assert_eq!(page.rows.len(), 1);
-        assert_eq!(page.rows[0].version, 2);
-        assert_eq!(page.rows[0].outcome, "confirmed");
-        ix.set_hold("a", 2, false).expect("release");
-        ix.set_hold("a", 1, true)
-            .expect("an older hold changes nothing");
-        let held = Filter {
-            held: Some(true),
-            ..Filter::default()
-        };
-        assert!(ix.search(&held, None, 10).expect("search").rows.is_empty());
-        ix.set_hold("a", 3, true).expect("hold");
-        assert_eq!(ix.search(&held, None, 10).expect("search").rows.len(), 1);
-    }
-
-    #[test]
-    fn pages_follow_a_stable_order_and_filters_combine() {
-        let ix = SqliteIndex::in_memory().expect("index");
-        // Two rows share a request time: the id breaks the tie.
-        for (id, minute, account) in [("a", 1, "x"), ("b", 2, "y"), ("c", 2, "x"), ("d", 3, "x")] {
-            ix.upsert(&row(id, 1, minute, account)).expect("upsert");
-        }
-        let mut seen = Vec::new();
-        let mut after = None;
-        loop {
-            let page = ix
-                .search(&Filter::default(), after.as_ref(), 2)
-                .expect("search");
-            seen.extend(page.rows.iter().map(|r| r.record_id.clone()));
-            match page.next {
-                Some(c) => after = Some(c),
-                None => break,
-            }
-        }
-        assert_eq!(seen, ["d", "c", "b", "a"]);
-        let x_since_2 = Filter {
-            account_id: Some("x".into()),
-            from: Some(OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(2)),
-            ..Filter::default()
-        };
-        let ids: Vec<String> = ix
-            .search(&x_since_2, None, 10)
-            .expect("search")
-            .rows
-            .into_iter()
-            .map(|r| r.record_id)
-            .collect();
-        assert_eq!(ids, ["d", "c"]);
-        ix.set_meta("last_seal", "7").expect("meta");
-        assert_eq!(ix.meta("last_seal").expect("meta").as_deref(), Some("7"));
     }
 }
