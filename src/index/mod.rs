@@ -51,7 +51,7 @@ pub struct Row {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// A record version (its hold fields are ignored).
-    Record(Row),
+    Record(Box<Row>),
     /// Hold fact `n` of a record: held or released.
     Hold {
         /// The record.

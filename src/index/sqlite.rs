@@ -394,7 +394,9 @@ mod tests {
         let g = ix.start_generation().await.expect("generation");
         ix.apply(
             g,
-            &[Change::Record(super::super::contract::row("a", 1, 1, "x"))],
+            &[Change::Record(Box::new(super::super::contract::row(
+                "a", 1, 1, "x",
+            )))],
             None,
         )
         .await
