@@ -61,6 +61,10 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "seal_secs", env: "CALLPROOF_SEAL_SECS", default: Some("60"), help: "How often evidence written since the last seal is sealed, in seconds. An object deleted together with its marker before the next seal goes unnoticed, so keep it short." },
     Setting { key: "trusted_proxies", env: "CALLPROOF_TRUSTED_PROXIES", default: None, help: "Comma-separated IP addresses or CIDR blocks (e.g. 10.0.0.0/8) of reverse proxies whose X-Forwarded-For is believed: the audit log then records the right-most address in it that is not one of them. Unset: none; the TCP peer is recorded." },
     Setting { key: "playback_url_secs", env: "CALLPROOF_PLAYBACK_URL_SECS", default: Some("300"), help: "How long an audio URL from POST /v1/records/{id}/playback stays usable without an API key, in seconds." },
+    Setting { key: "index_url", env: "CALLPROOF_INDEX_URL", default: None, help: "Where the search index lives: postgres://user:password@host:port/database for PostgreSQL, which every instance sharing one store must use. Unset: embedded SQLite in data_dir/index.sqlite3." },
+    Setting { key: "index_single_instance", env: "CALLPROOF_INDEX_SINGLE_INSTANCE", default: Some("false"), help: "true allows the embedded SQLite index with the S3 store, promising that only one instance runs on that bucket (each instance's SQLite would see only its own writes); a lease in the store then keeps a second instance from starting." },
+    Setting { key: "index_phone_secret", env: "CALLPROOF_INDEX_PHONE_SECRET", default: None, help: "Secret (at least 32 characters) of the keyed hash that stands for phone numbers in the search index. Changing it means running `callproof index rebuild`. Generated for development when unset; required in production." },
+    Setting { key: "index_catchup_secs", env: "CALLPROOF_INDEX_CATCHUP_SECS", default: Some("5"), help: "How often the search index reads new seals and objects awaiting a seal, in seconds (it is also updated as each record version or hold is written)." },
     Setting { key: "media_hosts", env: "CALLPROOF_MEDIA_HOSTS", default: None, help: "Comma-separated hosts recordings are fetched from: host[:port] for https, http://host:port for plain http. Unset: api.twilio.com, plus loopback on any port in development. When set, exactly these." },
     Setting { key: "max_recordings_per_call", env: "CALLPROOF_MAX_RECORDINGS_PER_CALL", default: Some("4"), help: "Recordings ingested per call at most; later recording callbacks are refused and logged." },
     Setting { key: "recording_format", env: "CALLPROOF_RECORDING_FORMAT", default: Some("wav"), help: "Format asked of the provider for call recordings: wav (lossless, both channels) or mp3 (smaller)." },
@@ -159,6 +163,8 @@ pub struct Secrets {
     pub token_secret: Option<String>,
     /// Outcome-callback signing secret (`whsec_…`).
     pub callback_secret: Option<String>,
+    /// Key of the phone-number hashes in the search index.
+    pub index_phone_secret: Option<String>,
 }
 
 impl fmt::Debug for Secrets {
@@ -170,6 +176,10 @@ impl fmt::Debug for Secrets {
             .field("api_keys", &set(self.api_keys.is_some()))
             .field("token_secret", &set(self.token_secret.is_some()))
             .field("callback_secret", &set(self.callback_secret.is_some()))
+            .field(
+                "index_phone_secret",
+                &set(self.index_phone_secret.is_some()),
+            )
             .finish()
     }
 }
@@ -204,6 +214,9 @@ pub struct Config {
     pub seal_secs: u64,
     pub trusted_proxies: crate::http::client::TrustedProxies,
     pub playback_url_secs: u64,
+    pub index_url: Option<String>,
+    pub index_single_instance: bool,
+    pub index_catchup_secs: u64,
     pub max_recordings_per_call: u32,
     pub recording_format: RecordingFormat,
     pub recording_max_bytes: u64,
@@ -421,6 +434,13 @@ impl Config {
                         Some(v.trim().to_owned())
                     }
                 },
+                index_phone_secret: match get(l, "index_phone_secret") {
+                    None => None,
+                    Some((v, src)) if v.trim().len() < 32 => {
+                        return Err(bad("index_phone_secret", "<hidden>", src, "use at least 32 characters (e.g. openssl rand -hex 32)"))
+                    }
+                    Some((v, _)) => Some(v.trim().to_owned()),
+                },
             },
             agent_number: match get(l, "agent_number") {
                 None => None,
@@ -474,6 +494,16 @@ impl Config {
                 Some((v, src)) => crate::http::client::TrustedProxies::parse(v).map_err(|why| bad("trusted_proxies", v, src, &why))?,
             },
             playback_url_secs: positive(l, "playback_url_secs")?,
+            index_url: match get(l, "index_url") {
+                None => None,
+                Some((v, _)) if v.trim().is_empty() => None,
+                Some((v, src)) if !(v.starts_with("postgres://") || v.starts_with("postgresql://")) => {
+                    return Err(bad("index_url", "<hidden>", src, "use postgres://user:password@host:port/database, or leave it unset for the embedded SQLite index"))
+                }
+                Some((v, _)) => Some(v.trim().to_owned()),
+            },
+            index_single_instance: parsed(l, "index_single_instance")?,
+            index_catchup_secs: positive(l, "index_catchup_secs")?,
             recording_format: match get(l, "recording_format").map(|(v, s)| (v.as_str(), s)) {
                 Some(("wav", _)) | None => RecordingFormat::Wav,
                 Some(("mp3", _)) => RecordingFormat::Mp3,

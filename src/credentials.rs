@@ -27,6 +27,10 @@ pub struct DevCredentials {
     /// from `token_secret`.
     #[serde(default)]
     pub callback_secret: Option<String>,
+    /// Search-index phone secret; files written before it existed derive one
+    /// from `token_secret`.
+    #[serde(default)]
+    pub index_phone_secret: Option<String>,
 }
 
 /// The resolved secrets of a running server.
@@ -42,6 +46,8 @@ pub struct Credentials {
     pub token_secret: String,
     /// Outcome-callback secret (`whsec_…`).
     pub callback_secret: String,
+    /// Key of the phone-number hashes in the search index.
+    pub index_phone_secret: String,
     /// Which settings were filled from the development file.
     pub from_dev_file: Vec<&'static str>,
 }
@@ -140,7 +146,8 @@ pub fn resolve(config: &Config) -> anyhow::Result<(Credentials, DevFile)> {
         && s.twilio_auth_token.is_some()
         && s.api_keys.is_some()
         && s.token_secret.is_some()
-        && s.callback_secret.is_some();
+        && s.callback_secret.is_some()
+        && s.index_phone_secret.is_some();
     if config.environment == Environment::Production {
         let mut missing = Vec::new();
         if s.twilio_account_sid.is_none() {
@@ -157,6 +164,9 @@ pub fn resolve(config: &Config) -> anyhow::Result<(Credentials, DevFile)> {
         }
         if s.callback_secret.is_none() {
             missing.push("CALLPROOF_CALLBACK_SECRET");
+        }
+        if s.index_phone_secret.is_none() {
+            missing.push("CALLPROOF_INDEX_PHONE_SECRET");
         }
         if !missing.is_empty() {
             anyhow::bail!(
@@ -201,6 +211,7 @@ pub fn resolve(config: &Config) -> anyhow::Result<(Credentials, DevFile)> {
                     ),
                     token_secret: random_hex(32),
                     callback_secret: Some(crate::callbacks::CallbackSecret::generate()),
+                    index_phone_secret: Some(random_hex(32)),
                 };
                 write_private(&path, &toml::to_string(&d)?)?;
                 (Some(d), DevFile::Generated(path))
@@ -240,6 +251,18 @@ pub fn resolve(config: &Config) -> anyhow::Result<(Credentials, DevFile)> {
             .unwrap_or_else(|| derived_callback_secret(&d.token_secret))
     });
     let callback_secret = pick(&s.callback_secret, "callback_secret", dev_callback.as_ref());
+    let dev_phone = dev.as_ref().map(|d| {
+        d.index_phone_secret.clone().unwrap_or_else(|| {
+            hex::encode(Sha256::digest(
+                format!("callproof index phone secret:{}", d.token_secret).as_bytes(),
+            ))
+        })
+    });
+    let index_phone_secret = pick(
+        &s.index_phone_secret,
+        "index_phone_secret",
+        dev_phone.as_ref(),
+    );
     let api_keys = match (&s.api_keys, &dev) {
         (Some(k), _) => k.clone(),
         (None, Some(d)) => {
@@ -256,6 +279,7 @@ pub fn resolve(config: &Config) -> anyhow::Result<(Credentials, DevFile)> {
             api_keys,
             token_secret: secret,
             callback_secret,
+            index_phone_secret,
             from_dev_file: from_dev,
         },
         file,

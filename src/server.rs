@@ -27,8 +27,12 @@ use crate::flow::consent::Classifier;
 use crate::flow::prompts::Prompts;
 use crate::flow::token::TokenSigner;
 use crate::http::{router, AppState, Shared};
+use crate::index::follow::Indexer;
+use crate::index::sqlite::SqliteIndex;
+use crate::index::{PhoneKey, SearchIndex, SQLITE_LEASE};
 use crate::ingest::fetch::{FetchSettings, Fetcher};
 use crate::ingest::{Ingest, IngestSettings};
+use crate::jobs::lease::{Leases, Take};
 use crate::jobs::{JobKind, Queue};
 use crate::metrics::{MeteredStore, Metrics};
 use crate::record::complete::{Completion, CompletionSettings};
@@ -206,6 +210,27 @@ impl Application {
         let queue = Queue::new(store.clone(), settings.lease_ttl, metrics.clone());
         let evidence = Evidence::new(store.clone(), signer.clone());
         let (trust, sealer) = evidence_setup(&config, &evidence, &queue).await?;
+        let (index, lease) = open_index(&config, &queue).await?;
+        let indexer = Arc::new(
+            Indexer::new(
+                store.clone(),
+                index,
+                PhoneKey::new(credentials.index_phone_secret.as_bytes()),
+                trust.clone(),
+            )
+            .with_lease(lease),
+        );
+        tracing::info!(index = %indexer.index().describe(), "search index opened");
+        // A small store is indexed before the first request; a large one
+        // goes on in the background while webhooks are answered.
+        match tokio::time::timeout(INDEX_START_BUDGET, indexer.catch_up()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the search index could not catch up at start; it retries every CALLPROOF_INDEX_CATCHUP_SECS"),
+            Err(_) => tracing::info!("the search index is still catching up with the store; searches answer 503 until it is built"),
+        }
+        // Every record version, hold and tombstone this server writes is
+        // indexed as it is written; the catch-up finds the rest.
+        let evidence = evidence.with_listener(indexer.clone());
         let completion = Completion::new(
             confirmations.clone(),
             records.clone(),
@@ -256,6 +281,7 @@ impl Application {
             evidence,
             sealer,
             trust,
+            indexer,
             confirmations,
             prompts,
             store_report: report,
@@ -309,6 +335,9 @@ impl Application {
         ]);
         s.sweeper.start();
         s.sealer.start();
+        let indexing = s
+            .indexer
+            .start(Duration::from_secs(s.config.index_catchup_secs));
         let app = router(self.state.clone());
         let header_timeout = Duration::from_secs(self.state.config.header_read_timeout_secs);
         // Every connection holds a receiver of `closing` and a sender of
@@ -368,8 +397,61 @@ impl Application {
         drop(closing_tx);
         drop(done_rx);
         done_tx.closed().await;
+        indexing.abort();
         Ok(())
     }
+}
+
+/// How long a start waits for the search index to catch up before serving.
+const INDEX_START_BUDGET: Duration = Duration::from_secs(5);
+
+/// Opens the search index the configuration names: PostgreSQL at
+/// `index_url`, else SQLite in the data directory. With the S3 store, SQLite
+/// is refused unless `index_single_instance` promises one instance, and that
+/// instance then holds the `index-sqlite-owner` lease so a second one fails
+/// to start instead of searching only its own writes.
+async fn open_index(
+    config: &Config,
+    queue: &Queue,
+) -> anyhow::Result<(Arc<dyn SearchIndex>, Option<Leases>)> {
+    if let Some(url) = &config.index_url {
+        let index = crate::index::open_url(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        return Ok((index, None));
+    }
+    if config.store == StoreKind::S3 && !config.index_single_instance {
+        anyhow::bail!("the S3 store is shared by every instance, but the embedded SQLite index would see only this instance's writes: set CALLPROOF_INDEX_URL=postgres://… for a shared index, or CALLPROOF_INDEX_SINGLE_INSTANCE=true if only one instance ever runs on this bucket");
+    }
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let path = config.data_dir.join("index.sqlite3");
+    let index = SqliteIndex::open(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if config.store != StoreKind::S3 {
+        return Ok((Arc::new(index), None));
+    }
+    // The lease belongs to the index file: a restart on the same data
+    // directory keeps it, a second instance elsewhere is refused.
+    let id = index
+        .instance_id()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let leases = Leases::new(
+        queue.store().clone(),
+        format!("sqlite-index-{id}"),
+        Duration::from_secs(config.job_lease_secs),
+    );
+    if let Take::Busy(holder) = leases
+        .take(SQLITE_LEASE, time::OffsetDateTime::now_utc())
+        .await?
+    {
+        anyhow::bail!("another instance ({}) runs on this bucket with its own SQLite search index, until at least {}: run one instance, or give every instance one PostgreSQL index with CALLPROOF_INDEX_URL", holder.owner, holder.expires_at);
+    }
+    Ok((Arc::new(index), Some(leases)))
 }
 
 /// Waits after a failed accept: a connection the client already reset is

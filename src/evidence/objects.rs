@@ -67,17 +67,35 @@ pub struct Marker {
     pub at: OffsetDateTime,
 }
 
+/// Told of every evidence object a writer stores (the search index follows them).
+#[async_trait::async_trait]
+pub trait WriteListener: Send + Sync + 'static {
+    /// `bytes` were just stored under `key`; must not fail the write.
+    async fn written(&self, key: &ObjectKey, bytes: &Bytes);
+}
+
 /// Writes evidence objects: announced, signed, then stored once.
 #[derive(Clone)]
 pub struct Evidence {
     store: Arc<dyn ObjectStore>,
     signer: Arc<SigningKey>,
+    listener: Option<Arc<dyn WriteListener>>,
 }
 
 impl Evidence {
     /// Evidence in `store`, signed by `signer`.
     pub fn new(store: Arc<dyn ObjectStore>, signer: Arc<SigningKey>) -> Self {
-        Evidence { store, signer }
+        Evidence {
+            store,
+            signer,
+            listener: None,
+        }
+    }
+
+    /// The same writer, telling `listener` of every object it stores.
+    pub fn with_listener(mut self, listener: Arc<dyn WriteListener>) -> Self {
+        self.listener = Some(listener);
+        self
     }
 
     /// The store.
@@ -142,7 +160,14 @@ impl Evidence {
                 });
             }
         }
-        create_bytes_retained(self.store.as_ref(), key, bytes, retain_until).await
+        let created =
+            create_bytes_retained(self.store.as_ref(), key, bytes.clone(), retain_until).await?;
+        if created {
+            if let Some(l) = &self.listener {
+                l.written(key, &bytes).await;
+            }
+        }
+        Ok(created)
     }
 
     /// [`Evidence::create`] of `value` as pretty JSON; `false` when taken.

@@ -77,6 +77,8 @@ pub struct Shared {
     pub sealer: crate::evidence::seal::Sealer,
     /// The keys verification trusts by configuration.
     pub trust: crate::evidence::trust::Trust,
+    /// The search index and what keeps it in step with the store.
+    pub indexer: std::sync::Arc<crate::index::follow::Indexer>,
     /// The store every fact, record and job lives in.
     pub store: std::sync::Arc<dyn crate::store::ObjectStore>,
     /// Recording callbacks become recording jobs.
@@ -138,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/seals/head", get(evidence::seals_head))
         .route("/v1/records/{id}/verify", get(evidence::verify_record))
         .route("/v1/records", get(records::list))
+        .route("/v1/records/search", post(records::search_post))
         .route("/v1/records/{id}", get(records::show))
         .route("/v1/records/{id}/versions", get(records::versions))
         .route("/v1/records/{id}/audio", get(records::audio))

@@ -23,7 +23,8 @@ use super::{ApiError, AppState};
 use crate::auth::Role;
 use crate::confirmations::Outcome;
 use crate::domain::{ChangeKind, ConfirmationId, ConfirmationNumber, PhoneNumber};
-use crate::record::{AudioRole, ConfirmationRecord};
+use crate::index::{self, follow::Indexer, PhoneKey};
+use crate::record::{AudioRole, ConfirmationRecord, RecordStatus};
 
 /// Default and largest page size.
 const DEFAULT_LIMIT: usize = 50;
@@ -39,8 +40,49 @@ pub struct ListQuery {
     from: Option<String>,
     to: Option<String>,
     confirmation_number: Option<String>,
+    agent_id: Option<String>,
+    status: Option<String>,
+    held: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
+}
+
+/// The JSON body of `POST /v1/records/search`: the filters of `GET
+/// /v1/records`, and the phone number, which never travels in a URL.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBody {
+    account_id: Option<String>,
+    phone: Option<String>,
+    kind: Option<String>,
+    outcome: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    confirmation_number: Option<String>,
+    agent_id: Option<String>,
+    status: Option<String>,
+    held: Option<bool>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+impl From<SearchBody> for ListQuery {
+    fn from(b: SearchBody) -> ListQuery {
+        ListQuery {
+            account_id: b.account_id,
+            phone: b.phone,
+            kind: b.kind,
+            outcome: b.outcome,
+            from: b.from,
+            to: b.to,
+            confirmation_number: b.confirmation_number,
+            agent_id: b.agent_id,
+            status: b.status,
+            held: b.held.map(|h| h.to_string()),
+            limit: b.limit.map(|l| l.to_string()),
+            cursor: b.cursor,
+        }
+    }
 }
 
 struct Filter {
@@ -51,6 +93,9 @@ struct Filter {
     from: Option<OffsetDateTime>,
     to: Option<OffsetDateTime>,
     number: Option<ConfirmationNumber>,
+    agent_id: Option<String>,
+    status: Option<RecordStatus>,
+    held: Option<bool>,
     limit: usize,
     after: Option<(i128, String)>,
 }
@@ -86,9 +131,28 @@ impl Filter {
             from: None,
             to: None,
             number: None,
+            agent_id: q.agent_id,
+            status: None,
+            held: None,
             limit: DEFAULT_LIMIT,
             after: None,
         };
+        if let Some(st) = q.status {
+            check(
+                "status",
+                serde_json::from_value(Value::String(st))
+                    .map(|st| f.status = Some(st))
+                    .map_err(|_| "use complete or incomplete".into()),
+            );
+        }
+        if let Some(h) = q.held {
+            check(
+                "held",
+                h.parse::<bool>()
+                    .map(|h| f.held = Some(h))
+                    .map_err(|_| "use true or false".into()),
+            );
+        }
         if let Some(p) = q.phone {
             check("phone", p.parse().map(|p| f.phone = Some(p)));
         }
@@ -159,15 +223,27 @@ impl Filter {
                 .is_none_or(|n| *n == c.confirmation_number)
             && self.from.is_none_or(|t| c.requested_at >= t)
             && self.to.is_none_or(|t| c.requested_at < t)
+            && self.agent_id.as_ref().is_none_or(|a| *a == c.agent_id)
+            && self.status.is_none_or(|st| st == r.status)
     }
-}
 
-/// Newest first, then by id: the order pages follow.
-fn sort_key(r: &ConfirmationRecord) -> (i128, String) {
-    (
-        -r.confirmation.requested_at.unix_timestamp_nanos(),
-        r.record_id.to_string(),
-    )
+    /// The index's form of these filters; the phone as its keyed hash.
+    fn for_index(&self, phones: &PhoneKey) -> index::Filter {
+        let text =
+            |v: serde_json::Result<Value>| v.ok().and_then(|v| v.as_str().map(str::to_owned));
+        index::Filter {
+            account_id: self.account_id.clone(),
+            phone_hmac: self.phone.as_ref().map(|p| phones.phone(p.as_str())),
+            confirmation_number: self.number.as_ref().map(|n| n.to_string()),
+            kind: self.kind.and_then(|k| text(serde_json::to_value(k))),
+            outcome: self.outcome.and_then(|o| text(serde_json::to_value(o))),
+            status: self.status.and_then(|st| text(serde_json::to_value(st))),
+            agent_id: self.agent_id.clone(),
+            from: self.from,
+            to: self.to,
+            held: self.held,
+        }
+    }
 }
 
 fn summary(r: &ConfirmationRecord) -> Value {
@@ -183,12 +259,13 @@ fn summary(r: &ConfirmationRecord) -> Value {
         "outcome_at": r.outcome.at.format(&Rfc3339).unwrap_or_default(),
         "customer_phone_masked": r.confirmation.customer_phone_masked,
         "has_audio": r.recording.as_ref().is_some_and(|rec| rec.decode.ok),
+        "state": "ok",
     })
 }
 
 /// The audit description of a search: every filter given, the phone as its keyed hash.
-fn search_access(q: &ListQuery) -> Access<'static> {
-    let mut access = Access::new("records.search", "GET /v1/records");
+fn search_access(q: &ListQuery, route: &'static str) -> Access<'static> {
+    let mut access = Access::new("records.search", route);
     if let Some(p) = &q.phone {
         access = access.phone("phone", p);
     }
@@ -199,6 +276,9 @@ fn search_access(q: &ListQuery) -> Access<'static> {
         ("from", &q.from),
         ("to", &q.to),
         ("confirmation_number", &q.confirmation_number),
+        ("agent_id", &q.agent_id),
+        ("status", &q.status),
+        ("held", &q.held),
         ("limit", &q.limit),
         ("cursor", &q.cursor),
     ] {
@@ -209,7 +289,9 @@ fn search_access(q: &ListQuery) -> Access<'static> {
     access
 }
 
-/// `GET /v1/records` (compliance): the newest version of each matching record, a page at a time.
+/// `GET /v1/records` (compliance): the newest version of each matching
+/// record, a page at a time, found by the search index. A phone number is
+/// refused here: it would stay in URLs and logs; `POST /v1/records/search` takes it.
 pub async fn list(
     State(s): State<AppState>,
     Key { caller, .. }: Key<Compliance>,
@@ -217,45 +299,125 @@ pub async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let access = search_access(&q);
-    let filter = Filter::parse(q)?;
-    audited(&s, &caller, access, &headers, client).await?;
-    let records = &s.records;
-    let mut found = Vec::new();
-    for id in records.ids().await? {
-        let Some(r) = records.latest(&id).await? else {
-            continue;
-        };
-        if !filter.matches(&r) {
-            continue;
-        }
-        if let Some(phone) = &filter.phone {
-            let request = s.confirmations.request(&id).await?;
-            if request.is_none_or(|req| req.customer.phone != *phone) {
-                continue;
-            }
-        }
-        found.push(r);
+    if q.phone.is_some() {
+        return Err(ApiError::Invalid(BTreeMap::from([(
+            "phone".to_owned(),
+            "search by phone with POST /v1/records/search and the number in the JSON body: a URL ends up in browser history and proxy logs".to_owned(),
+        )])));
     }
-    found.sort_by_key(sort_key);
-    let start = match &filter.after {
-        Some(after) => found
-            .iter()
-            .position(|r| sort_key(r) > *after)
-            .unwrap_or(found.len()),
-        None => 0,
+    search(&s, &caller, client, &headers, q, "GET /v1/records").await
+}
+
+/// `POST /v1/records/search` (compliance): [`list`] with the filters, the
+/// phone number among them, in a JSON body.
+pub async fn search_post(
+    State(s): State<AppState>,
+    Key { caller, .. }: Key<Compliance>,
+    client: ClientAddr,
+    headers: HeaderMap,
+    body: Result<Json<SearchBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(|e| {
+        ApiError::Invalid(BTreeMap::from([(
+            "body".to_owned(),
+            format!(
+                "{}; send a JSON object of filters with Content-Type: application/json",
+                e.body_text()
+            ),
+        )]))
+    })?;
+    search(
+        &s,
+        &caller,
+        client,
+        &headers,
+        body.into(),
+        "POST /v1/records/search",
+    )
+    .await
+}
+
+/// What a search shows of one index row: the record as stored, or why not.
+async fn shown(s: &AppState, filter: &Filter, row: &index::Row) -> Result<Option<Value>, ApiError> {
+    let state_only = |state: &str| json!({ "record_id": row.record_id, "state": state });
+    if row.purged {
+        return Ok(Some(state_only("purged")));
+    }
+    // An index row is not trusted to hold an id: it becomes a key only parsed.
+    let Some(id) = Indexer::record_id(&row.record_id) else {
+        tracing::warn!(record_id = %row.record_id, "an index row names no valid record id; rebuild the index (`callproof index rebuild`)");
+        return Ok(None);
     };
-    let page: Vec<&ConfirmationRecord> = found[start..].iter().take(filter.limit).collect();
-    let next_cursor = (start + page.len() < found.len())
-        .then(|| {
-            page.last()
-                .map(|r| format!("{}_{}", -sort_key(r).0, r.record_id))
+    let Some(bytes) = s.records.version_bytes(&id, row.version).await? else {
+        return Ok(Some(state_only("missing")));
+    };
+    let record = match serde_json::from_slice::<ConfirmationRecord>(&bytes) {
+        Ok(r) if hex::encode(Sha256::digest(&bytes)) == row.sha256 && r.record_id == id => r,
+        _ => return Ok(Some(state_only("evidence_problem"))),
+    };
+    // The index decides which records, the store what they say: a row whose
+    // record does not match the search is stale or changed, and left out.
+    if !filter.matches(&record) {
+        tracing::warn!(record_id = %row.record_id, "an index row does not match its record; `callproof index rebuild` repairs the index");
+        return Ok(None);
+    }
+    Ok(Some(summary(&record)))
+}
+
+async fn search(
+    s: &AppState,
+    caller: &crate::auth::Caller,
+    client: ClientAddr,
+    headers: &HeaderMap,
+    q: ListQuery,
+    route: &'static str,
+) -> Result<Json<Value>, ApiError> {
+    let access = search_access(&q, route);
+    let filter = Filter::parse(q)?;
+    audited(s, caller, access, headers, client).await?;
+    let indexer = &s.indexer;
+    let state = indexer
+        .usable()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let after = filter.after.as_ref().and_then(|(t, id)| {
+        Some(index::Cursor {
+            requested_at: OffsetDateTime::from_unix_timestamp_nanos(t.checked_neg()?).ok()?,
+            record_id: id.clone(),
         })
-        .flatten();
-    tracing::info!(role = %caller.role, key = %caller.key_name, results = page.len(), "records searched");
+    });
+    let page = indexer
+        .index()
+        .search(
+            &filter.for_index(indexer.phones()),
+            after.as_ref(),
+            filter.limit,
+        )
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let mut reads = Vec::new();
+    for row in &page.rows {
+        reads.push(shown(s, &filter, row));
+    }
+    let mut records = Vec::new();
+    for chunk in futures_util::future::try_join_all(reads).await? {
+        records.extend(chunk);
+    }
+    let next_cursor = page
+        .next
+        .map(|c| format!("{}_{}", c.requested_at.unix_timestamp_nanos(), c.record_id));
+    // A seal after the index's last one means search may be behind the store.
+    let index_seal = state.last_seal.seal;
+    let head = match crate::evidence::seal::seal_key(index_seal + 1) {
+        Ok(k) if matches!(s.store.head(&k).await, Ok(Some(_))) => index_seal + 1,
+        _ => index_seal,
+    };
+    tracing::info!(role = %caller.role, key = %caller.key_name, results = records.len(), "records searched");
     Ok(Json(json!({
-        "records": page.iter().map(|r| summary(r)).collect::<Vec<_>>(),
+        "records": records,
         "next_cursor": next_cursor,
+        "index_seal": index_seal,
+        "head": head,
     })))
 }
 

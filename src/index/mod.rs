@@ -6,12 +6,24 @@
 //! the order in which updates arrive does not matter.
 
 pub mod contract;
+pub mod follow;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use time::OffsetDateTime;
+
+/// The lease an instance with an embedded SQLite index holds on an S3 store.
+pub const SQLITE_LEASE: &str = "index-sqlite-owner";
+
+/// Opens the index at a `postgres://` URL.
+pub async fn open_url(url: &str) -> Result<std::sync::Arc<dyn SearchIndex>, IndexError> {
+    let _ = url;
+    Err(IndexError(
+        "this build has no PostgreSQL index; leave CALLPROOF_INDEX_URL unset".into(),
+    ))
+}
 
 /// What the index keeps of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -176,6 +176,20 @@ impl SqliteIndex {
         })
     }
 
+    /// A random id kept in this index file, made at its first use: the
+    /// owner name of the lease that keeps a second instance off an S3 store.
+    pub async fn instance_id(&self) -> Result<String, IndexError> {
+        self.run(|conn| {
+            if let Some(id) = meta(conn, "instance_id")? {
+                return Ok(id);
+            }
+            let id = hex::encode(rand::random::<[u8; 16]>());
+            set_meta(conn, "instance_id", &id)?;
+            Ok(id)
+        })
+        .await
+    }
+
     async fn run<T, F>(&self, work: F) -> Result<T, IndexError>
     where
         T: Send + 'static,

@@ -517,6 +517,7 @@ async fn records_are_found_by_each_filter_and_paged() {
             let resp = app.compliance_get(&format!("/v1/records?{q}"), None).await;
             assert_eq!(resp.status().as_u16(), 200, "{q}");
             let v: Value = resp.json().await.unwrap();
+            assert_valid_against("record-search.v1.schema.json", &v);
             v
         }
     };
@@ -541,8 +542,39 @@ async fn records_are_found_by_each_filter_and_paged() {
         found(&list(format!("confirmation_number={}", ids[0].1)).await),
         [ids[0].0.clone()]
     );
-    assert_eq!(found(&list("phone=%2B15551230001".into()).await).len(), 3);
-    assert!(found(&list("phone=%2B15559999999".into()).await).is_empty());
+    let by_phone = |phone: &'static str| {
+        let app = &app;
+        async move {
+            let resp = app
+                .post_json(
+                    "/v1/records/search",
+                    Some(COMPLIANCE_KEY),
+                    &json!({ "phone": phone }),
+                )
+                .await;
+            assert_eq!(resp.status().as_u16(), 200, "{phone}");
+            let v: Value = resp.json().await.unwrap();
+            assert_valid_against("record-search.v1.schema.json", &v);
+            v
+        }
+    };
+    assert_eq!(found(&by_phone("+15551230001").await).len(), 3);
+    assert!(found(&by_phone("+15559999999").await).is_empty());
+    // A phone number in a URL is refused, with the route to use instead.
+    let refused = app
+        .compliance_get("/v1/records?phone=%2B15551230001", None)
+        .await;
+    assert_eq!(refused.status().as_u16(), 422);
+    let why: Value = refused.json().await.unwrap();
+    assert!(why.to_string().contains("POST /v1/records/search"), "{why}");
+    let agent = app
+        .get_with("/v1/records?account_id=ACC-1", Some(AGENT_KEY))
+        .await;
+    assert_eq!(agent.status().as_u16(), 403);
+    assert_eq!(found(&list("agent_id=agent-nobody".into()).await).len(), 0);
+    assert_eq!(found(&list("status=complete".into()).await).len(), 3);
+    assert_eq!(found(&list("held=false".into()).await).len(), 3);
+    assert!(found(&list("held=true".into()).await).is_empty());
     let today = time::OffsetDateTime::now_utc().date();
     assert_eq!(
         found(&list(format!("from={today}&to={today}")).await).len(),

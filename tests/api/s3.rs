@@ -176,21 +176,48 @@ pub async fn bucket(endpoint: &str, name: &str, object_lock: bool) -> S3Store {
     store
 }
 
+/// The search-index settings of a server on `bucket`. Every instance on a
+/// bucket must share one index: with `TEST_POSTGRES_URL` (scripts/test
+/// starts PostgreSQL) a database of the bucket's own there; without it the
+/// embedded SQLite index, which allows one instance per bucket.
+pub fn index_options(bucket: &str) -> Vec<(&'static str, String)> {
+    let Ok(url) = std::env::var("TEST_POSTGRES_URL") else {
+        return vec![("CALLPROOF_INDEX_SINGLE_INSTANCE", "true".into())];
+    };
+    let db = format!("cp_{}", bucket.replace('-', "_").to_ascii_lowercase());
+    // CREATE DATABASE has no IF NOT EXISTS: a second instance finds it made.
+    let out = std::process::Command::new("psql")
+        .arg(&url)
+        .args(["-v", "ON_ERROR_STOP=1", "-qc"])
+        .arg(format!("CREATE DATABASE {db}"))
+        .output()
+        .unwrap_or_else(|e| panic!("psql, to make the test index database: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() || stderr.contains("already exists"),
+        "CREATE DATABASE {db}: {stderr}"
+    );
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+    vec![("CALLPROOF_INDEX_URL", format!("{base}/{db}"))]
+}
+
 /// The environment that puts a test server on a bucket.
 pub fn s3_options(endpoint: &str, bucket: &str) -> Options {
+    let mut extra = index_options(bucket);
+    extra.extend(vec![
+        ("CALLPROOF_STORE", "s3".into()),
+        ("CALLPROOF_S3_BUCKET", bucket.into()),
+        ("CALLPROOF_S3_ENDPOINT", endpoint.into()),
+        ("CALLPROOF_S3_PATH_STYLE", "true".into()),
+        ("CALLPROOF_S3_PREFIX", "calls".into()),
+        ("CALLPROOF_S3_ACCESS_KEY_ID", ACCESS_KEY.into()),
+        ("CALLPROOF_S3_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+        // moto is not reliably atomic under concurrent creates (see the
+        // contract test); each test runs one instance per bucket.
+        ("CALLPROOF_S3_ACCEPT_OVERWRITE_RISK", "true".into()),
+    ]);
     Options {
-        extra: vec![
-            ("CALLPROOF_STORE", "s3".into()),
-            ("CALLPROOF_S3_BUCKET", bucket.into()),
-            ("CALLPROOF_S3_ENDPOINT", endpoint.into()),
-            ("CALLPROOF_S3_PATH_STYLE", "true".into()),
-            ("CALLPROOF_S3_PREFIX", "calls".into()),
-            ("CALLPROOF_S3_ACCESS_KEY_ID", ACCESS_KEY.into()),
-            ("CALLPROOF_S3_SECRET_ACCESS_KEY", SECRET_KEY.into()),
-            // moto is not reliably atomic under concurrent creates (see the
-            // contract test); each test runs one instance per bucket.
-            ("CALLPROOF_S3_ACCEPT_OVERWRITE_RISK", "true".into()),
-        ],
+        extra,
         ..Options::default()
     }
 }
