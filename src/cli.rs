@@ -42,6 +42,11 @@ enum Command {
     Records(RecordsArgs),
     /// Read the audit log of every access to evidence through the server (admin role).
     Audit(audit::AuditArgs),
+    /// Work on the search index (SQLite in the data directory, or CALLPROOF_INDEX_URL).
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
     /// Inspect the configured store.
     Store {
         #[command(subcommand)]
@@ -77,6 +82,16 @@ enum JobsCommand {
         #[command(flatten)]
         settings: ServeArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum IndexCommand {
+    /// Rebuild the search index from the store: every seal in order, then
+    /// every object awaiting a seal, into a new generation that replaces the
+    /// old one at once, so a running server keeps answering searches from the
+    /// old one meanwhile. Needed after CALLPROOF_INDEX_PHONE_SECRET changes,
+    /// and safe at any time. Takes the same settings as `serve`.
+    Rebuild(ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,6 +169,15 @@ enum RecordsCommand {
         /// Only this confirmation number.
         #[arg(long)]
         confirmation_number: Option<String>,
+        /// Only requests of this agent.
+        #[arg(long)]
+        agent_id: Option<String>,
+        /// Only complete (or only incomplete) records.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only records on legal hold (true) or not on hold (false).
+        #[arg(long)]
+        held: Option<bool>,
         /// Records per page.
         #[arg(long, default_value_t = 50)]
         limit: usize,
@@ -338,6 +362,9 @@ pub fn main() -> ExitCode {
             command: StoreCommand::Check(args),
         } => runtime().and_then(|rt| rt.block_on(store_check(args))),
         Command::Jobs { command } => runtime().and_then(|rt| rt.block_on(jobs_cmd(command))),
+        Command::Index {
+            command: IndexCommand::Rebuild(args),
+        } => runtime().and_then(|rt| rt.block_on(index_rebuild(args))),
     };
     match result {
         Ok(code) => code,
@@ -381,6 +408,36 @@ fn env_settings() -> Vec<(String, String)> {
 }
 
 /// The configuration of `serve` and `store check`: file, environment, flags.
+/// `callproof index rebuild`: the index made anew from the store, with a progress bar.
+async fn index_rebuild(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(args)?;
+    let (credentials, _) = credentials::resolve(&config)?;
+    let trust = credentials::verifier_trust(&config)?;
+    let store = crate::server::connect_store(&config).await?;
+    let index = crate::server::open_index_for_tools(&config).await?;
+    let described = index.describe();
+    let head = crate::evidence::seal::head(store.as_ref()).await?;
+    let indexer = crate::index::follow::Indexer::new(
+        store,
+        index,
+        crate::index::PhoneKey::new(credentials.index_phone_secret.as_bytes()),
+        trust,
+    );
+    let bar = indicatif::ProgressBar::new(head.seal);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} seals ({eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message("indexing");
+    let progress = |n: u64| bar.set_position(n);
+    let (seals, rows) = indexer.rebuild(&progress).await.map_err(|e| {
+        anyhow::anyhow!("{e}; the index in use is unchanged, run the rebuild again")
+    })?;
+    bar.finish_and_clear();
+    eprintln!("rebuilt {described}: {seals} seals read, {rows} index rows written");
+    Ok(ExitCode::SUCCESS)
+}
+
 fn load_config(args: ServeArgs) -> anyhow::Result<Config> {
     let mut flags: Vec<(&str, String)> = Vec::new();
     if let Some(l) = args.listen {
@@ -682,6 +739,11 @@ async fn api_get_for(
     if let Some(r) = reason {
         req = req.header(crate::http::audit::REASON_HEADER, r);
     }
+    api_send(req, url).await
+}
+
+/// Sends an API request and turns refusals into errors that say what to do.
+async fn api_send(req: reqwest::RequestBuilder, url: &str) -> anyhow::Result<reqwest::Response> {
     let resp = req
         .send()
         .await
@@ -833,11 +895,15 @@ async fn records_cmd(args: RecordsArgs) -> anyhow::Result<ExitCode> {
             from,
             to,
             confirmation_number,
+            agent_id,
+            status,
+            held,
             limit,
             all,
             json,
         } => {
-            let mut query: Vec<(&str, String)> = Vec::new();
+            // Filters go in a POST body: a phone number never travels in a URL.
+            let mut query = serde_json::Map::new();
             for (name, value) in [
                 ("account_id", account_id),
                 ("phone", phone),
@@ -846,12 +912,17 @@ async fn records_cmd(args: RecordsArgs) -> anyhow::Result<ExitCode> {
                 ("from", from),
                 ("to", to),
                 ("confirmation_number", confirmation_number),
+                ("agent_id", agent_id),
+                ("status", status),
             ] {
                 if let Some(v) = value {
-                    query.push((name, v.clone()));
+                    query.insert(name.into(), v.clone().into());
                 }
             }
-            query.push(("limit", limit.to_string()));
+            if let Some(h) = held {
+                query.insert("held".into(), (*h).into());
+            }
+            query.insert("limit".into(), (*limit).into());
             let mut cursor: Option<String> = None;
             let mut shown = 0usize;
             if !json {
@@ -860,19 +931,14 @@ async fn records_cmd(args: RecordsArgs) -> anyhow::Result<ExitCode> {
                     "record_id", "v", "status", "number", "kind", "outcome", "account"
                 );
             }
+            let url = format!("{base}/v1/records/search");
             loop {
                 let mut q = query.clone();
                 if let Some(c) = &cursor {
-                    q.push(("cursor", c.clone()));
+                    q.insert("cursor".into(), c.clone().into());
                 }
-                let qs = form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(q)
-                    .finish();
-                let page: serde_json::Value =
-                    api_get(&client, &format!("{base}/v1/records?{qs}"), &key)
-                        .await?
-                        .json()
-                        .await?;
+                let req = client.post(&url).bearer_auth(&key).json(&q);
+                let page: serde_json::Value = api_send(req, &url).await?.json().await?;
                 for r in page["records"].as_array().into_iter().flatten() {
                     shown += 1;
                     if *json {

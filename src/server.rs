@@ -402,6 +402,28 @@ impl Application {
     }
 }
 
+fn open_sqlite(config: &Config) -> anyhow::Result<SqliteIndex> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let path = config.data_dir.join("index.sqlite3");
+    SqliteIndex::open(&path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The search index the configuration names, for commands that work on it
+/// beside a running server (`callproof index rebuild`): no lease is taken.
+pub async fn open_index_for_tools(config: &Config) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    match &config.index_url {
+        Some(url) => crate::index::open_url(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}")),
+        None => Ok(Arc::new(open_sqlite(config)?)),
+    }
+}
+
 /// How long a start waits for the search index to catch up before serving.
 const INDEX_START_BUDGET: Duration = Duration::from_secs(5);
 
@@ -423,14 +445,7 @@ async fn open_index(
     if config.store == StoreKind::S3 && !config.index_single_instance {
         anyhow::bail!("the S3 store is shared by every instance, but the embedded SQLite index would see only this instance's writes: set CALLPROOF_INDEX_URL=postgres://… for a shared index, or CALLPROOF_INDEX_SINGLE_INSTANCE=true if only one instance ever runs on this bucket");
     }
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            config.data_dir.display()
-        )
-    })?;
-    let path = config.data_dir.join("index.sqlite3");
-    let index = SqliteIndex::open(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let index = open_sqlite(config)?;
     if config.store != StoreKind::S3 {
         return Ok((Arc::new(index), None));
     }

@@ -12,6 +12,7 @@ mod evidence;
 mod faults;
 mod guard;
 mod helpers;
+mod index;
 mod memory;
 mod purge;
 mod records;
