@@ -6,6 +6,7 @@
 //! the order in which updates arrive does not matter.
 
 pub mod contract;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
