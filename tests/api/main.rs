@@ -13,6 +13,7 @@ mod faults;
 mod guard;
 mod helpers;
 mod memory;
+mod postgres_index;
 mod purge;
 mod records;
 mod s3;
