@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use futures_util::future::try_join_all;
 use time::OffsetDateTime;
 use tokio::sync::{Semaphore, SemaphorePermit};
-use tokio_postgres::config::Host;
+use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
@@ -266,17 +266,21 @@ impl PostgresIndex {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db`
     /// or `key=value` pairs) and creates the tables when missing.
     pub async fn connect(url: &str) -> Result<PostgresIndex, IndexError> {
+        let no_tls = |mode: &str| {
+            IndexError(format!(
+                "the PostgreSQL URL asks for TLS (sslmode={mode}), which callproof's \
+                 PostgreSQL index does not support yet, and it will not connect in clear \
+                 instead: reach PostgreSQL over loopback, a private network or a tunnel \
+                 and remove sslmode from the URL (or set sslmode=disable)"
+            ))
+        };
+        // Checked before parsing too: tokio-postgres does not read verify-*.
         if let Some(mode) = ssl_mode(url) {
             if matches!(
                 mode.to_ascii_lowercase().as_str(),
                 "require" | "verify-ca" | "verify-full"
             ) {
-                return Err(IndexError(format!(
-                    "the PostgreSQL URL asks for TLS (sslmode={mode}), which callproof's \
-                     PostgreSQL index does not support yet, and it will not connect in clear \
-                     instead: reach PostgreSQL over loopback, a private network or a tunnel \
-                     and remove sslmode from the URL (or set sslmode=disable)"
-                )));
+                return Err(no_tls(&mode));
             }
         }
         let mut config = Config::from_str(url).map_err(|e| {
@@ -286,6 +290,9 @@ impl PostgresIndex {
                 chain(&e)
             ))
         })?;
+        if config.get_ssl_mode() == SslMode::Require {
+            return Err(no_tls("require"));
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -644,7 +651,7 @@ fn search_query(filter: &Filter, after: Option<&Cursor>, limit: usize) -> (Strin
                 COALESCE(h.hold_n, 0), COALESCE(h.held, false), r.purged
          FROM records r LEFT JOIN holds h
              ON h.generation = r.generation AND h.record_id = r.record_id
-         WHERE r.generation = COALESCE((SELECT CASE WHEN value ~ '^[0-9]{1,18}$'
+         WHERE r.generation = COALESCE((SELECT CASE WHEN value ~ '^[+]?[0-9]{1,18}$'
                                                     THEN value::bigint ELSE 0 END
                                         FROM meta WHERE name = 'generation'), 0)",
     );
@@ -752,6 +759,7 @@ mod tests {
             "postgres://user:hunter2@127.0.0.1:1/db?sslmode=require",
             "postgres://user:hunter2@127.0.0.1:1/db?sslmode=verify-full",
             "host=127.0.0.1 port=1 user=user password=hunter2 sslmode=verify-ca",
+            "postgres://user:hunter2@a:1,b:2/db?sslmode=require",
         ] {
             let Err(e) = PostgresIndex::connect(url).await else {
                 panic!("{url} was accepted");
