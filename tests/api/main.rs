@@ -14,6 +14,7 @@ mod guard;
 mod helpers;
 mod index;
 mod memory;
+mod postgres_index;
 mod purge;
 mod records;
 mod s3;
