@@ -61,9 +61,17 @@ pub struct SearchBody {
     confirmation_number: Option<String>,
     agent_id: Option<String>,
     status: Option<String>,
-    held: Option<bool>,
-    limit: Option<u32>,
+    held: Option<Value>,
+    limit: Option<Value>,
     cursor: Option<String>,
+}
+
+/// A JSON scalar as the query string would carry it: `50` and `"50"` alike.
+fn as_text(v: Value) -> String {
+    match v {
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
 }
 
 impl From<SearchBody> for ListQuery {
@@ -78,8 +86,8 @@ impl From<SearchBody> for ListQuery {
             confirmation_number: b.confirmation_number,
             agent_id: b.agent_id,
             status: b.status,
-            held: b.held.map(|h| h.to_string()),
-            limit: b.limit.map(|l| l.to_string()),
+            held: b.held.map(as_text),
+            limit: b.limit.map(as_text),
             cursor: b.cursor,
         }
     }

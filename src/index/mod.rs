@@ -20,7 +20,9 @@ pub const SQLITE_LEASE: &str = "index-sqlite-owner";
 
 /// Opens the index at a `postgres://` URL.
 pub async fn open_url(url: &str) -> Result<std::sync::Arc<dyn SearchIndex>, IndexError> {
-    Ok(std::sync::Arc::new(postgres::PostgresIndex::connect(url).await?))
+    Ok(std::sync::Arc::new(
+        postgres::PostgresIndex::connect(url).await?,
+    ))
 }
 
 /// What the index keeps of one record.
