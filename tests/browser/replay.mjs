@@ -1,0 +1,247 @@
+// The replay page in Debian's Chromium, driven by playwright-core: sign in, search by
+// confirmation number, open the record, play, seek to consent events, export the zip.
+//
+// Run by tests/api/browser.rs with the server's address and a record it made:
+//   CALLPROOF_URL, CALLPROOF_KEY, CALLPROOF_RECORD_ID, CALLPROOF_CONFIRMATION_NUMBER,
+//   CALLPROOF_PLAY_REASON, CALLPROOF_EXPORT_REASON, CALLPROOF_ARTEFACTS (screenshots, the zip).
+// Exits 0 when every step held; otherwise prints the step that failed and exits 1.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+function need(name) {
+  const v = process.env[name];
+  if (!v) {
+    console.error(`${name} is not set: run this through \`cargo test --test api browser\``);
+    process.exit(2);
+  }
+  return v;
+}
+
+const base = need('CALLPROOF_URL').replace(/\/$/, '');
+const key = need('CALLPROOF_KEY');
+const recordId = need('CALLPROOF_RECORD_ID');
+const number = need('CALLPROOF_CONFIRMATION_NUMBER');
+const playReason = need('CALLPROOF_PLAY_REASON');
+const exportReason = need('CALLPROOF_EXPORT_REASON');
+const artefacts = need('CALLPROOF_ARTEFACTS');
+const chromiumPath = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+/** How far the player may be from a consent event's offset after a seek, in seconds. */
+const TOLERANCE = 0.5;
+
+fs.mkdirSync(artefacts, { recursive: true });
+const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'callproof-chromium-'));
+
+let step = 'start';
+const problems = [];
+function check(cond, what) {
+  if (!cond) throw new Error(`${step}: ${what}`);
+}
+
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: chromiumPath,
+  headless: true,
+  acceptDownloads: true,
+  viewport: { width: 1200, height: 900 },
+  args: [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--autoplay-policy=no-user-gesture-required',
+    '--use-fake-device-for-media-stream',
+  ],
+});
+
+const page = context.pages()[0] || (await context.newPage());
+page.setDefaultTimeout(20000);
+page.on('pageerror', (e) => problems.push(`script error: ${e.message}`));
+page.on('console', (m) => {
+  if (m.type() === 'error' && /Content Security Policy|Trusted Type|Refused to/i.test(m.text())) {
+    problems.push(`policy violation: ${m.text()}`);
+  }
+});
+
+async function shot(name) {
+  await page.screenshot({ path: path.join(artefacts, `${name}.png`), fullPage: true });
+}
+
+/** No customer phone number or name in the title, nor a phone in the address. */
+async function privacy() {
+  const title = await page.title();
+  check(!/\+?\d[\d ()-]{7,}\d/.test(title.replace(number, '')), `a phone number in the title "${title}"`);
+  check(!/Dana|Reyes/.test(title), `a customer name in the title "${title}"`);
+  check(!/phone=/.test(page.url()), `a phone number in the address ${page.url()}`);
+}
+
+/** Every form control on the page has a label a screen reader reads. */
+async function labelled() {
+  const unlabelled = await page.evaluate(() =>
+    [...document.querySelectorAll('input, select, textarea, button, audio, canvas')]
+      .filter((el) => !el.closest('[hidden]'))
+      .filter((el) => {
+        if (el.getAttribute('aria-label')) return false;
+        if (el.labels && el.labels.length) return false;
+        if ((el.tagName === 'BUTTON') && el.textContent.trim()) return false;
+        return true;
+      })
+      .map((el) => el.outerHTML.slice(0, 120))
+  );
+  check(unlabelled.length === 0, `controls without a label: ${unlabelled.join(', ')}`);
+}
+
+/** Waits for the player to settle after a seek; answers its position. */
+async function positionAfterSeek() {
+  await page.waitForFunction(() => {
+    const a = document.querySelector('audio');
+    return a && a.readyState >= 1 && !a.seeking;
+  });
+  return page.evaluate(() => document.querySelector('audio').currentTime);
+}
+
+/** Moves the player far from `offset` (to its end or start) and pauses it. */
+async function moveAway(offset) {
+  const at = await page.evaluate((offset) => {
+    const a = document.querySelector('audio');
+    a.pause();
+    a.currentTime = offset > a.duration / 2 ? 0 : Math.max(0, a.duration - 0.05);
+    return a.currentTime;
+  }, offset);
+  await positionAfterSeek();
+  return at;
+}
+
+try {
+  step = 'sign-in page';
+  await page.goto(`${base}/ui/`);
+  const keyField = page.getByLabel('API key');
+  await keyField.waitFor();
+  check((await keyField.getAttribute('type')) === 'password', 'the key field is a password field');
+  check((await keyField.getAttribute('autocomplete')) === 'off', 'the key field has autocomplete="off"');
+  await labelled();
+  await shot('sign-in');
+
+  step = 'sign in';
+  await keyField.fill(key);
+  await keyField.press('Enter');
+  await page.getByText('Signed in as').waitFor();
+  check(!page.url().includes(key), 'the key is not in the address');
+  await shot('signed-in');
+
+  step = 'search by confirmation number';
+  await page.getByLabel('Confirmation number').fill(number);
+  await page.getByRole('button', { name: 'Search', exact: true }).click();
+  const result = page.getByRole('link', { name: number, exact: true });
+  await result.waitFor();
+  check(new URL(page.url()).searchParams.get('confirmation_number') === number, `the search is in the address: ${page.url()}`);
+  const rows = await page.locator('#results tbody tr').count();
+  check(rows === 1, `one result for ${number}, not ${rows}`);
+  await privacy();
+  await labelled();
+  await shot('search-results');
+
+  step = 'open the record';
+  await result.click();
+  await page.waitForURL(`${base}/ui/records/${recordId}`);
+  await page.getByRole('heading', { level: 1, name: `Record ${number}` }).waitFor();
+  await page.getByText('Verified.').waitFor();
+  const markers = page.locator('button[data-offset-secs]');
+  const count = await markers.count();
+  check(count === 2, `two consent markers, not ${count}`);
+  await page.waitForFunction(() => !document.body.textContent.includes('Loading the waveform'));
+  check(!(await page.getByText('The waveform is unavailable').isVisible()), 'the waveform loaded');
+  const canvases = await page.locator('canvas.wave').count();
+  check(canvases === 2, `a waveform for each of the two channels, not ${canvases}`);
+  await privacy();
+  await labelled();
+  await shot('record');
+
+  step = 'a consent marker before playback asks for the reason';
+  const first = markers.nth(0);
+  const firstOffset = Number(await first.getAttribute('data-offset-secs'));
+  check(Number.isFinite(firstOffset), 'the marker has a numeric offset');
+  await first.click();
+  const reasonField = page.getByLabel('Reason for listening');
+  await reasonField.waitFor();
+  check(await reasonField.evaluate((el) => el === document.activeElement), 'the reason field has the focus');
+  check(await page.evaluate(() => !document.querySelector('audio').getAttribute('src')), 'no audio before a reason is given');
+  await page.getByText('Reasons are kept for the retention of the audit log').first().waitFor();
+
+  step = 'play the audio';
+  await reasonField.fill(playReason);
+  await page.getByRole('button', { name: 'Play recording' }).click();
+  await page.waitForFunction(() => {
+    const a = document.querySelector('audio');
+    return a && !a.hidden && a.getAttribute('src') && a.readyState >= 1;
+  });
+  const started = await positionAfterSeek();
+  check(Math.abs(started - firstOffset) <= TOLERANCE, `playback starts at the marker's ${firstOffset} s, not ${started} s`);
+  // It plays: the position moves on (or the short recording reaches its end).
+  await page.waitForFunction(
+    (from) => {
+      const a = document.querySelector('audio');
+      return a.ended || a.currentTime > from + 0.2;
+    },
+    started,
+    { timeout: 10000 }
+  );
+
+  step = 'click a consent marker';
+  for (const [i, how] of [
+    [0, 'mouse'],
+    [1, 'keyboard'],
+  ]) {
+    const marker = markers.nth(i);
+    const offset = Number(await marker.getAttribute('data-offset-secs'));
+    const away = await moveAway(offset);
+    check(Math.abs(away - offset) > 1, `the player was moved away from ${offset} s first (it is at ${away} s)`);
+    if (how === 'mouse') {
+      await marker.click();
+    } else {
+      await marker.focus();
+      await page.keyboard.press('Enter');
+    }
+    const at = await positionAfterSeek();
+    console.log(`marker ${i + 1} (${how}): offset ${offset} s, player at ${at.toFixed(3)} s`);
+    check(Math.abs(at - offset) <= TOLERANCE, `marker ${i + 1} (${how}) seeks to ${offset} s; the player is at ${at} s`);
+  }
+  await shot('after-seek');
+
+  step = 'export with a reason';
+  await page.getByLabel('Reason for exporting').fill(exportReason);
+  const download = page.waitForEvent('download', { timeout: 60000 });
+  await page.getByRole('button', { name: 'Export evidence bundle (zip)' }).click();
+  const file = await download;
+  const failure = await file.failure();
+  check(!failure, `the download failed: ${failure}`);
+  const zipPath = path.join(artefacts, `${recordId}.zip`);
+  await file.saveAs(zipPath);
+  const head = fs.readFileSync(zipPath).subarray(0, 4);
+  check(head[0] === 0x50 && head[1] === 0x4b, 'the download is a zip (starts with PK)');
+  await page.getByText('download of the zip has started').waitFor();
+  await shot('exported');
+
+  step = 'no script error and no policy violation';
+  check(problems.length === 0, problems.join('\n'));
+  console.log(`replay page: every step held; screenshots and the zip in ${artefacts}`);
+  await context.close();
+  fs.rmSync(profile, { recursive: true, force: true });
+  process.exit(0);
+} catch (e) {
+  console.error(`FAILED at "${step}": ${e.message}`);
+  if (problems.length) console.error(problems.join('\n'));
+  try {
+    await shot('failure');
+    console.error(`the page at the failure: ${path.join(artefacts, 'failure.png')} (${page.url()})`);
+  } catch (_) {
+    /* the browser is gone */
+  }
+  await context.close().catch(() => {});
+  fs.rmSync(profile, { recursive: true, force: true });
+  process.exit(1);
+}
