@@ -865,6 +865,7 @@
 
     function askReason(message) {
       reason.form.hidden = false;
+      if (player.grant && !granted()) grantNote.textContent = '';
       if (message) {
         reason.message.className = 'note';
         reason.message.textContent = message;

@@ -39,7 +39,10 @@ fn check_tools(root: &Path) {
 /// Entries of the audit log about `id` whose action is `action`.
 async fn audited(app: &TestApp, id: &str, action: &str) -> Vec<Value> {
     let resp = app
-        .get_with(&format!("/v1/audit?record={id}&limit=1000"), Some(ADMIN_KEY))
+        .get_with(
+            &format!("/v1/audit?record={id}&limit=1000"),
+            Some(ADMIN_KEY),
+        )
         .await;
     assert_eq!(resp.status().as_u16(), 200, "GET /v1/audit");
     let page: Value = resp.json().await.expect("audit JSON");
@@ -113,7 +116,13 @@ async fn the_replay_page_signs_in_searches_plays_seeks_to_consent_and_exports() 
         names.iter().any(|n| n.ends_with("v0001.json")),
         "the bundle holds the record: {names:?}"
     );
-    for shot in ["signed-in", "search-results", "record", "after-seek", "exported"] {
+    for shot in [
+        "signed-in",
+        "search-results",
+        "record",
+        "after-seek",
+        "exported",
+    ] {
         assert!(
             out.join(format!("{shot}.png")).exists(),
             "screenshot {shot}.png saved in {}",
