@@ -112,9 +112,28 @@ async fn the_replay_page_signs_in_searches_plays_seeks_to_consent_and_exports() 
     let names: Vec<String> = (0..zip.len())
         .map(|i| zip.by_index(i).expect("entry").name().to_owned())
         .collect();
-    assert!(
-        names.iter().any(|n| n.ends_with("v0001.json")),
-        "the bundle holds the record: {names:?}"
+    for needed in [
+        "record.json",
+        "record.json.sig",
+        "audio/archival.wav",
+        "SHA256SUMS",
+    ] {
+        assert!(
+            names.iter().any(|n| n == needed),
+            "the bundle holds {needed}: {names:?}"
+        );
+    }
+    let mut bundled = String::new();
+    std::io::Read::read_to_string(
+        &mut zip.by_name("record.json").expect("record.json"),
+        &mut bundled,
+    )
+    .expect("record.json reads");
+    let bundled: Value = serde_json::from_str(&bundled).expect("record.json is JSON");
+    assert_eq!(
+        bundled["record_id"],
+        id.as_str(),
+        "the bundle is of this record"
     );
     for shot in [
         "signed-in",
