@@ -13,6 +13,10 @@ use crate::helpers::*;
 const PLAY_REASON: &str = "browser test: replay for dispute D-118";
 const EXPORT_REASON: &str = "browser test: export for dispute D-118";
 
+/// A customer name and a change label that are markup: the page shows them as text.
+const HOSTILE_NAME: &str = "Dana <img src=x id=xss-name> Reyes";
+const HOSTILE_LABEL: &str = "card on file <script id=xss-label>window.xss = 1</script>";
+
 /// Where the browser test leaves its screenshots and the zip it downloaded.
 fn artefacts() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-artefacts")
@@ -60,7 +64,12 @@ async fn the_replay_page_signs_in_searches_plays_seeks_to_consent_and_exports() 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     check_tools(root);
     let app = spawn_app().await;
-    let created = app.create(&billing_request()).await;
+    // Text a caller or an agent controls goes into the record as it was given:
+    // the page must show it as text, never as markup.
+    let mut request = billing_request();
+    request["customer"]["name"] = HOSTILE_NAME.into();
+    request["change"][0]["label"] = HOSTILE_LABEL.into();
+    let created = app.create(&request).await;
     let id = created["id"].as_str().expect("an id").to_owned();
     app.call_with_recording(
         created["transfer_url"].as_str().expect("a transfer URL"),
@@ -89,6 +98,7 @@ async fn the_replay_page_signs_in_searches_plays_seeks_to_consent_and_exports() 
         .env("CALLPROOF_PLAY_REASON", PLAY_REASON)
         .env("CALLPROOF_EXPORT_REASON", EXPORT_REASON)
         .env("CALLPROOF_ARTEFACTS", &out)
+        .env("CALLPROOF_HOSTILE_TEXT", HOSTILE_NAME)
         .kill_on_drop(true);
     let ran = tokio::time::timeout(Duration::from_secs(180), node.output())
         .await

@@ -3,7 +3,8 @@
 //
 // Run by tests/api/browser.rs with the server's address and a record it made:
 //   CALLPROOF_URL, CALLPROOF_KEY, CALLPROOF_RECORD_ID, CALLPROOF_CONFIRMATION_NUMBER,
-//   CALLPROOF_PLAY_REASON, CALLPROOF_EXPORT_REASON, CALLPROOF_ARTEFACTS (screenshots, the zip).
+//   CALLPROOF_PLAY_REASON, CALLPROOF_EXPORT_REASON, CALLPROOF_ARTEFACTS (screenshots, the zip),
+//   and CALLPROOF_HOSTILE_TEXT, markup the record holds as its customer name.
 // Exits 0 when every step held; otherwise prints the step that failed and exits 1.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -26,6 +27,8 @@ const number = need('CALLPROOF_CONFIRMATION_NUMBER');
 const playReason = need('CALLPROOF_PLAY_REASON');
 const exportReason = need('CALLPROOF_EXPORT_REASON');
 const artefacts = need('CALLPROOF_ARTEFACTS');
+/** Markup in the record's customer name, with an element id `xss-name`: shown as text. */
+const hostile = process.env.CALLPROOF_HOSTILE_TEXT || '';
 const chromiumPath = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 /** How far the player may be from a consent event's offset after a seek, in seconds. */
 const TOLERANCE = 0.5;
@@ -159,6 +162,12 @@ try {
   check(canvases === 2, `a waveform for each of the two channels, not ${canvases}`);
   await privacy();
   await labelled();
+  if (hostile) {
+    const shown = await page.evaluate((t) => document.body.textContent.includes(t), hostile);
+    check(shown, `the customer name "${hostile}" is shown as text`);
+  }
+  const injected = await page.evaluate(() => document.querySelectorAll('#xss-name, #xss-label').length + (window.xss ? 1 : 0));
+  check(injected === 0, 'markup from the record became elements or ran');
   await shot('record');
 
   step = 'a consent marker before playback asks for the reason';
