@@ -389,6 +389,7 @@
       state.lastSearchUrl = url;
       state.search = { filters, phone: phoneKept || '', cursors: [], cursor: null, url };
       runSearch(token, results);
+      if (!form.contains(document.activeElement)) focusHeading();
     } else {
       form.elements.account_id.focus();
     }
@@ -569,8 +570,10 @@
       answer = await api('GET', `/v1/records/${id}`);
     } catch (e) {
       if (token !== state.view) return;
-      loading.replaceWith(h('p', { class: 'problem' }, e.status === 404 ? 'No record with this id is stored.' : `The record could not be read: ${e.message}`));
+      const box = h('p', { class: 'problem' }, e.status === 404 ? 'No record with this id is stored.' : `The record could not be read: ${e.message}`);
+      loading.replaceWith(box);
       focusHeading();
+      if (e.status === 404) explainMissing(token, id, box);
       return;
     }
     if (token !== state.view) return;
@@ -606,6 +609,25 @@
     verify(token, id, answer, verification);
     recording.load();
     loadHolds(token, id, holds);
+  }
+
+  /** Says why a record cannot be read when verification knows (purged, or gone from the store). */
+  async function explainMissing(token, id, box) {
+    let report;
+    try {
+      report = (await api('GET', `/v1/records/${id}/verify`)).json;
+    } catch (_) {
+      return;
+    }
+    if (token !== state.view || !report) return;
+    const problems = Array.isArray(report.findings) ? report.findings.filter((f) => f.severity === 'problem') : [];
+    if (report.record_state === 'purged') {
+      box.className = 'note';
+      box.textContent = 'This record was purged at the end of its retention; a sealed tombstone records the purge.';
+    } else if (problems.length) {
+      box.textContent = 'Evidence problem: this record was sealed, but its stored objects are missing or changed.';
+      box.after(h('ul', {}, problems.map((f) => h('li', {}, h('code', {}, text(f.object)), ': ', text(f.detail)))));
+    }
   }
 
   function changeSection(r) {
@@ -1190,6 +1212,14 @@
     if (!state.session || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
     e.preventDefault();
     go('/ui/');
+  });
+  const signOut = $('who').querySelector('form');
+  signOut.addEventListener('submit', () => {
+    try {
+      sessionStorage.removeItem(NEXT_KEY);
+    } catch (_) {
+      /* nothing kept */
+    }
   });
   start();
 })();
