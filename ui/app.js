@@ -18,7 +18,6 @@
     abandoned: 'Abandoned',
   };
   const REASON_HINT = 'Reasons are kept for the retention of the audit log, with your name and the time.';
-  const NEXT_KEY = 'callproof.after-sign-in';
 
   const state = {
     session: null,
@@ -155,6 +154,7 @@
 
   function showSignIn(note) {
     state.session = null;
+    $('sign-in-next').value = deepLink();
     $('who').hidden = true;
     $('view').replaceChildren();
     $('sign-in').hidden = false;
@@ -165,30 +165,66 @@
 
   function sessionEnded() {
     if (!state.session) return;
-    rememberDeepLink();
     say('');
     showSignIn('Your session has ended. Sign in again with your API key to go on.');
   }
 
-  function rememberDeepLink() {
+  /** The page to go on to after signing in: this one, when it is a record or a search. */
+  function deepLink() {
     const here = location.pathname + location.search;
-    if (here !== '/ui/' && /^\/ui\//.test(here)) {
-      try {
-        sessionStorage.setItem(NEXT_KEY, here);
-      } catch (_) {
-        /* storage off: the link is simply not reopened after sign-in */
-      }
-    }
+    return /^\/ui\/(records\/[0-9a-f]{32}|\?[^#]*)$/.test(here) ? here : '/ui/';
   }
 
-  function takeDeepLink() {
-    try {
-      const next = sessionStorage.getItem(NEXT_KEY);
-      sessionStorage.removeItem(NEXT_KEY);
-      return next && /^\/ui\/(records\/[0-9a-f]{32}|\?[^#]*)$/.test(next) ? next : null;
-    } catch (_) {
-      return null;
+  /**
+   * Signs in with the form's key: posted as the form would be (so the key is
+   * never in an address), but the answer read here, so a refused key is
+   * said on the form rather than as a bare error page.
+   */
+  async function signIn(e) {
+    e.preventDefault();
+    const form = e.currentTarget;
+    const problem = $('sign-in-problem');
+    const button = $('sign-in-button');
+    problem.hidden = true;
+    if (!$('key').value.trim()) {
+      problem.textContent = 'Enter a compliance or admin API key.';
+      problem.hidden = false;
+      $('key').focus();
+      return;
     }
+    const next = $('sign-in-next').value || '/ui/';
+    button.disabled = true;
+    let resp;
+    try {
+      resp = await fetch(form.action, {
+        method: 'POST',
+        body: new URLSearchParams(new FormData(form)),
+        credentials: 'same-origin',
+        cache: 'no-store',
+        redirect: 'manual',
+      });
+    } catch (err) {
+      resp = null;
+      problem.textContent = `callproof could not be reached (${err.message}); try again.`;
+    }
+    button.disabled = false;
+    if (resp && (resp.type === 'opaqueredirect' || resp.ok)) {
+      $('key').value = '';
+      location.assign(next);
+      return;
+    }
+    if (resp) {
+      const body = await resp.text();
+      let json = null;
+      try {
+        json = JSON.parse(body);
+      } catch (_) {
+        json = null;
+      }
+      problem.textContent = `Not signed in: ${errorText(json, body, resp.status)}`;
+    }
+    problem.hidden = false;
+    $('key').select();
   }
 
   function showWho(s) {
@@ -1185,7 +1221,6 @@
       session = (await api('GET', '/ui/session', { signInCheck: true })).json;
     } catch (e) {
       if (e.status === 401 || e.status === 403) {
-        rememberDeepLink();
         showSignIn();
       } else {
         say(`callproof could not tell whether you are signed in: ${e.message}`, 'problem');
@@ -1194,15 +1229,7 @@
     }
     state.session = session || {};
     showWho(state.session);
-    let r = route();
-    if (r.view === 'search' && !isDeepLink(r)) {
-      const next = takeDeepLink();
-      if (next) {
-        history.replaceState(null, '', next);
-        r = route();
-      }
-    }
-    render(r, true);
+    render(route(), true);
   }
 
   window.addEventListener('popstate', () => {
@@ -1213,13 +1240,6 @@
     e.preventDefault();
     go('/ui/');
   });
-  const signOut = $('who').querySelector('form');
-  signOut.addEventListener('submit', () => {
-    try {
-      sessionStorage.removeItem(NEXT_KEY);
-    } catch (_) {
-      /* nothing kept */
-    }
-  });
+  $('sign-in-form').addEventListener('submit', signIn);
   start();
 })();

@@ -86,7 +86,7 @@ async function privacy() {
 async function labelled() {
   const unlabelled = await page.evaluate(() =>
     [...document.querySelectorAll('input, select, textarea, button, audio, canvas')]
-      .filter((el) => !el.closest('[hidden]'))
+      .filter((el) => !el.closest('[hidden]') && el.type !== 'hidden')
       .filter((el) => {
         if (el.getAttribute('aria-label')) return false;
         if (el.labels && el.labels.length) return false;
@@ -128,6 +128,12 @@ try {
   check((await keyField.getAttribute('autocomplete')) === 'off', 'the key field has autocomplete="off"');
   await labelled();
   await shot('sign-in');
+
+  step = 'a key callproof does not know is refused on the form';
+  await keyField.fill('not-a-configured-key-0000');
+  await keyField.press('Enter');
+  await page.getByText('Not signed in:').waitFor();
+  check(!(await page.getByText('Signed in as').isVisible()), 'no session for an unknown key');
 
   step = 'sign in';
   await keyField.fill(key);
