@@ -24,6 +24,7 @@
     search: null, // {filters, phone, cursors: [], cursor}
     lastSearchUrl: '/ui/',
     view: 0, // bumped at every render, so late answers of an older view are dropped
+    searchSeq: 0, // bumped at every search, so a slow answer never replaces a newer one
     cleanup: [],
   };
 
@@ -225,6 +226,40 @@
     }
     problem.hidden = false;
     $('key').select();
+  }
+
+  /**
+   * Signs out with a request from this page, which carries its Origin (a
+   * plain form post under this page's no-referrer policy sends `Origin:
+   * null`, which callproof refuses); says so when the sign-out was not written.
+   */
+  async function signOut(e) {
+    e.preventDefault();
+    let resp;
+    try {
+      resp = await fetch('/ui/session/signout', {
+        method: 'POST',
+        headers: { 'X-Callproof-UI': '1' },
+        credentials: 'same-origin',
+        cache: 'no-store',
+        redirect: 'manual',
+      });
+    } catch (err) {
+      say(`You are still signed in: callproof could not be reached (${err.message}). Try again.`, 'problem');
+      return;
+    }
+    if (resp.type === 'opaqueredirect' || resp.ok) {
+      location.assign('/ui/');
+      return;
+    }
+    const body = await resp.text();
+    let json = null;
+    try {
+      json = JSON.parse(body);
+    } catch (_) {
+      json = null;
+    }
+    say(`You are still signed in: ${errorText(json, body, resp.status)}`, 'problem');
   }
 
   function showWho(s) {
@@ -433,6 +468,9 @@
 
   async function runSearch(token, results, moveFocus) {
     const s = state.search;
+    // Only the newest search of this view may draw its answer.
+    const mine = ++state.searchSeq;
+    const stale = () => token !== state.view || mine !== state.searchSeq;
     results.replaceChildren(h('p', { class: 'muted' }, 'Searching…'));
     results.setAttribute('aria-busy', 'true');
     let answer;
@@ -448,12 +486,12 @@
         answer = (await api('GET', `/v1/records?${q}`)).json;
       }
     } catch (e) {
-      if (token !== state.view) return;
+      if (stale()) return;
       results.removeAttribute('aria-busy');
       results.replaceChildren(h('h2', { id: 'results-title' }, 'Results'), h('p', { class: 'problem' }, `The search failed: ${e.message}`));
       return;
     }
-    if (token !== state.view) return;
+    if (stale()) return;
     results.removeAttribute('aria-busy');
     showResults(token, results, answer || {}, moveFocus);
   }
@@ -1241,5 +1279,6 @@
     go('/ui/');
   });
   $('sign-in-form').addEventListener('submit', signIn);
+  $('sign-out-form').addEventListener('submit', signOut);
   start();
 })();
