@@ -151,6 +151,7 @@ async fn the_replay_page_signs_in_searches_plays_seeks_to_consent_and_exports() 
         "record",
         "after-seek",
         "exported",
+        "signed-out",
     ] {
         assert!(
             out.join(format!("{shot}.png")).exists(),

@@ -1,5 +1,5 @@
 // The replay page in Debian's Chromium, driven by playwright-core: sign in, search by
-// confirmation number, open the record, play, seek to consent events, export the zip.
+// confirmation number, open the record, play, seek to consent events, export the zip, sign out.
 //
 // Run by tests/api/browser.rs with the server's address and a record it made:
 //   CALLPROOF_URL, CALLPROOF_KEY, CALLPROOF_RECORD_ID, CALLPROOF_CONFIRMATION_NUMBER,
@@ -240,6 +240,14 @@ try {
   check(head[0] === 0x50 && head[1] === 0x4b, 'the download is a zip (starts with PK)');
   await page.getByText('download of the zip has started').waitFor();
   await shot('exported');
+
+  step = 'sign out';
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('API key').waitFor();
+  await page.goto(`${base}/ui/records/${recordId}`);
+  await page.getByLabel('API key').waitFor();
+  check(!(await page.getByText('Signed in as').isVisible()), 'the session ended at sign-out');
+  await shot('signed-out');
 
   step = 'no script error and no policy violation';
   check(problems.length === 0, problems.join('\n'));
