@@ -98,6 +98,42 @@ async function labelled() {
   check(unlabelled.length === 0, `controls without a label: ${unlabelled.join(', ')}`);
 }
 
+/** Every visible text on the page has a contrast of at least 4.5:1 with what is behind it. */
+async function contrast() {
+  const low = await page.evaluate(() => {
+    const parse = (c) => {
+      const m = (c.match(/[\d.]+/g) || ['0', '0', '0', '0']).map(Number);
+      return { r: m[0], g: m[1], b: m[2], a: m.length > 3 ? m[3] : 1 };
+    };
+    const lum = ({ r, g, b }) => {
+      const f = (v) => {
+        v /= 255;
+        return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+      };
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const behind = (el) => {
+      for (let e = el; e; e = e.parentElement) {
+        const c = parse(getComputedStyle(e).backgroundColor);
+        if (c.a > 0.5) return c;
+      }
+      return { r: 255, g: 255, b: 255 };
+    };
+    const out = [];
+    for (const el of document.querySelectorAll('body *')) {
+      if (!el.getClientRects().length) continue;
+      const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+      if (!own && !['INPUT', 'SELECT', 'BUTTON'].includes(el.tagName)) continue;
+      const a = lum(parse(getComputedStyle(el).color));
+      const b = lum(behind(el));
+      const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+      if (ratio < 4.5) out.push(`${ratio.toFixed(2)}:1 for "${el.textContent.trim().slice(0, 40)}"`);
+    }
+    return out;
+  });
+  check(low.length === 0, `text below 4.5:1 contrast: ${low.join('; ')}`);
+}
+
 /** Waits for the player to settle after a seek; answers its position. */
 async function positionAfterSeek() {
   await page.waitForFunction(() => {
@@ -152,6 +188,7 @@ try {
   check(rows === 1, `one result for ${number}, not ${rows}`);
   await privacy();
   await labelled();
+  await contrast();
   await shot('search-results');
 
   step = 'open the record';
@@ -168,6 +205,7 @@ try {
   check(canvases === 2, `a waveform for each of the two channels, not ${canvases}`);
   await privacy();
   await labelled();
+  await contrast();
   if (hostile) {
     const shown = await page.evaluate((t) => document.body.textContent.includes(t), hostile);
     check(shown, `the customer name "${hostile}" is shown as text`);
