@@ -923,7 +923,7 @@
     const waveNote = h('p', { class: 'muted' }, 'Loading the waveform…');
     const audio = h('audio', { controls: true, preload: 'none', 'aria-label': 'Recording' });
     audio.hidden = true;
-    const player = { grant: null, pending: null };
+    const player = { grant: null, pending: null, loading: false };
     const markerButtons = [];
     const markers = h('ol', { class: 'markers', 'aria-label': 'Consent events in the recording' });
     events.forEach((e, i) => {
@@ -977,27 +977,33 @@
       const expiresAt = Date.parse(answer.expires_at);
       player.grant = { url, expiresAt: Number.isNaN(expiresAt) ? Date.now() + 60000 : expiresAt };
       if (token !== state.view) return;
-      const start = player.pending !== null ? player.pending : audio.src ? audio.currentTime : 0;
+      const start = player.pending !== null ? player.pending : audio.getAttribute('src') ? audio.currentTime : 0;
+      player.loading = true;
+      audio.src = url;
+      audio.preload = 'auto';
+      try {
+        await new Promise((resolve, reject) => {
+          const ok = () => {
+            audio.removeEventListener('error', bad);
+            resolve();
+          };
+          const bad = () => {
+            audio.removeEventListener('loadedmetadata', ok);
+            reject(new Error('the recording could not be loaded; try again'));
+          };
+          audio.addEventListener('loadedmetadata', ok, { once: true });
+          audio.addEventListener('error', bad, { once: true });
+          audio.load();
+        });
+      } finally {
+        player.loading = false;
+      }
+      if (token !== state.view) return;
       player.pending = null;
       asking = null;
       audio.hidden = false;
       reason.form.hidden = true;
       grantNote.textContent = `Playback allowed until ${fmtTime(new Date(player.grant.expiresAt).toISOString())}; after that, the reason is asked again.`;
-      audio.src = url;
-      audio.preload = 'auto';
-      await new Promise((resolve, reject) => {
-        const ok = () => {
-          audio.removeEventListener('error', bad);
-          resolve();
-        };
-        const bad = () => {
-          audio.removeEventListener('loadedmetadata', ok);
-          reject(new Error('the recording could not be loaded'));
-        };
-        audio.addEventListener('loadedmetadata', ok, { once: true });
-        audio.addEventListener('error', bad, { once: true });
-        audio.load();
-      });
       audio.currentTime = start;
       audio.play().catch(() => {
         /* the browser wants a press of the player's own play button */
@@ -1028,10 +1034,13 @@
       }
     });
     audio.addEventListener('error', () => {
-      if (player.grant && !granted() && !asking) {
-        player.pending = audio.currentTime || 0;
-        askReason('The playback permission has expired. Give the reason again to go on listening.');
-      }
+      if (!player.grant || player.loading || asking) return;
+      player.pending = audio.currentTime || 0;
+      askReason(
+        granted()
+          ? 'The recording stopped loading (the session may have ended). Give the reason again to go on listening.'
+          : 'The playback permission has expired. Give the reason again to go on listening.'
+      );
     });
 
     // Waveform drawing.
