@@ -2,6 +2,7 @@
 //! the simulator and by hand-signed webhooks, with its store in a temp dir.
 
 mod audit;
+mod browser;
 mod bundle;
 mod callbacks;
 mod calls;
