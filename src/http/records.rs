@@ -411,7 +411,8 @@ pub struct AudioQuery {
 /// `GET /v1/records/{id}/audio` (compliance, with `X-Callproof-Reason`; each
 /// request audited): the archival WAV, or `?original=true` for the
 /// provider's bytes; honours `Range`. With `?t=` from a playback URL it
-/// needs neither key nor reason and serves exactly the audio the grant names.
+/// needs neither key nor reason and serves exactly the audio the grant names
+/// (while the replay page session it was issued to, if any, is alive).
 pub async fn audio(
     State(s): State<AppState>,
     client: ClientAddr,
@@ -424,11 +425,15 @@ pub async fn audio(
             &s.credentials.token_secret,
             token,
             &id,
+            playback::GrantKind::Audio,
             OffsetDateTime::now_utc(),
         ) {
             Ok(g) => g,
             Err(e) => return Ok(e.into_response()),
         };
+        if let Err(refused) = super::ui::grant_session_alive(&s, &grant).await {
+            return Ok(refused);
+        }
         let record = load(&s, &id, Some(grant.version)).await?;
         let who = format!("playback {}", grant.audit_id);
         return serve_audio(&s, &record, grant.role(), &headers, &who).await;
