@@ -18,4 +18,5 @@ mod records;
 mod s3;
 mod schema;
 mod seals;
+mod ui;
 mod webhooks;
