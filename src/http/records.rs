@@ -20,7 +20,6 @@ use super::client::ClientAddr;
 use super::extract::{Compliance, Key};
 use super::playback;
 use super::{ApiError, AppState};
-use crate::auth::Role;
 use crate::confirmations::Outcome;
 use crate::domain::{ChangeKind, ConfirmationId, ConfirmationNumber, PhoneNumber};
 use crate::record::{AudioRole, ConfirmationRecord};
@@ -415,6 +414,7 @@ pub struct AudioQuery {
 /// (while the replay page session it was issued to, if any, is alive).
 pub async fn audio(
     State(s): State<AppState>,
+    key: Result<Key<Compliance>, ApiError>,
     client: ClientAddr,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -438,7 +438,7 @@ pub async fn audio(
         let who = format!("playback {}", grant.audit_id);
         return serve_audio(&s, &record, grant.role(), &headers, &who).await;
     }
-    let caller = s.authorize(&headers, Role::Compliance)?;
+    let caller = key?.caller;
     let id: ConfirmationId = id.parse().map_err(|_| ApiError::NotFound)?;
     let original = q.original.unwrap_or(false);
     let asked = q.version.map(|v| v.to_string());

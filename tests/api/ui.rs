@@ -285,6 +285,16 @@ async fn the_cookie_stands_for_its_key_on_the_api_only_with_the_page_headers_and
         let resp = page_get(&app, &path, &cookie).await;
         assert_eq!(resp.status().as_u16(), 200, "{path}");
     }
+    let resp = browser()
+        .get(format!("{}/v1/records/{id}/audio", app.base))
+        .header("cookie", &cookie)
+        .header("x-callproof-ui", "1")
+        .header("x-callproof-reason", "listening from the page")
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 206);
     let searches: Vec<Value> = audit(&app, &format!("key={name}"))
         .await
         .into_iter()
