@@ -147,7 +147,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/records/{id}/versions", get(records::versions))
         .route("/v1/records/{id}/audio", get(records::audio))
         .route("/v1/records/{id}/playback", post(playback::create))
-        .route("/v1/records/{id}/waveform", get(waveform::waveform))
         .route("/v1/records/{id}/export-grant", post(export::grant))
         .route("/v1/audit", get(audit::list))
         .route(
@@ -161,8 +160,10 @@ pub fn router(state: AppState) -> Router {
             timeout,
         ))
         // Added after the timeout: a bundle is built whole before its first
-        // byte is sent, which for long audio takes longer (see export::BUILD_LIMIT).
+        // byte is sent, and a waveform reads the whole recording, which for
+        // long audio takes longer (see export::BUILD_LIMIT, waveform::COMPUTE_LIMIT).
         .route("/v1/records/{id}/export", get(export::export))
+        .route("/v1/records/{id}/waveform", get(waveform::waveform))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             ui::headers,

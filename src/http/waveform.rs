@@ -28,6 +28,10 @@ pub const MAX_PEAKS: u64 = 2000;
 /// Bytes of a WAV read to find its chunks, at most.
 const HEADER_READ: u64 = 64 * 1024;
 
+/// Longest time one waveform may take: hours of audio from S3 take more than
+/// the request timeout, so the route is outside it (see `http::router`).
+pub const COMPUTE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 /// `version=N`, as on record reads; anything else is ignored.
 #[derive(Debug, Default, Deserialize)]
 pub struct WaveformQuery {
@@ -103,12 +107,17 @@ pub fn parse_wav_header(head: &[u8], size: u64) -> Result<WavLayout, String> {
 
 /// Peaks (largest absolute sample, 0 to 1) of `buckets` equal spans of
 /// `frames` frames per channel, fed interleaved 16-bit samples in pieces.
+/// Span `b` holds the frames `n` with `n * buckets / frames == b`.
 pub struct Peaks {
     channels: usize,
     frames: u64,
     buckets: u64,
+    /// The frame the next sample belongs to, and its channel.
     frame: u64,
     channel: usize,
+    /// The span being filled, and the first frame after it.
+    bucket: u64,
+    bucket_end: u64,
     current: Vec<u16>,
     out: Vec<Vec<f64>>,
     carry: Option<u8>,
@@ -117,54 +126,60 @@ pub struct Peaks {
 impl Peaks {
     /// Peaks of `frames` frames of `channels` channels, at most [`MAX_PEAKS`] per channel.
     pub fn new(channels: u16, frames: u64) -> Peaks {
-        let channels = usize::from(channels);
+        let channels = usize::from(channels.max(1));
         let buckets = frames.clamp(1, MAX_PEAKS);
-        Peaks {
+        let mut p = Peaks {
             channels,
             frames,
             buckets,
             frame: 0,
             channel: 0,
+            bucket: 0,
+            bucket_end: 0,
             current: vec![0; channels],
             out: vec![Vec::with_capacity(buckets as usize); channels],
             carry: None,
-        }
+        };
+        p.bucket_end = p.end_of(0);
+        p
     }
 
-    /// The bucket frame `n` falls in.
-    fn bucket(&self, n: u64) -> u64 {
-        if self.frames == 0 {
-            return 0;
-        }
-        (u128::from(n) * u128::from(self.buckets) / u128::from(self.frames)) as u64
+    /// The first frame after span `b`: ceil((b + 1) * frames / buckets).
+    fn end_of(&self, b: u64) -> u64 {
+        let n = u128::from(b + 1) * u128::from(self.frames);
+        n.div_ceil(u128::from(self.buckets)) as u64
     }
 
     fn sample(&mut self, s: i16) {
-        let level = s.unsigned_abs();
         let slot = &mut self.current[self.channel];
-        *slot = (*slot).max(level);
+        *slot = (*slot).max(s.unsigned_abs());
         self.channel += 1;
-        if self.channel == self.channels {
-            self.channel = 0;
-            let bucket = self.bucket(self.frame);
-            self.frame += 1;
-            if self.frame == self.frames || self.bucket(self.frame) != bucket {
-                for (c, peak) in self.current.iter_mut().enumerate() {
-                    self.out[c].push((f64::from(*peak) / 32768.0 * 10_000.0).round() / 10_000.0);
-                    *peak = 0;
-                }
+        if self.channel < self.channels {
+            return;
+        }
+        self.channel = 0;
+        self.frame += 1;
+        if self.frame >= self.bucket_end {
+            for (c, peak) in self.current.iter_mut().enumerate() {
+                self.out[c].push((f64::from(*peak) / 32768.0 * 10_000.0).round() / 10_000.0);
+                *peak = 0;
             }
+            self.bucket += 1;
+            self.bucket_end = self.end_of(self.bucket);
         }
     }
 
-    /// Feeds the next bytes of the data chunk (any length).
+    /// Feeds the next bytes of the data chunk (any length); bytes past the
+    /// last frame are ignored.
     pub fn feed(&mut self, mut bytes: &[u8]) {
         if let Some(low) = self.carry.take() {
             let Some((&high, rest)) = bytes.split_first() else {
                 self.carry = Some(low);
                 return;
             };
-            self.sample(i16::from_le_bytes([low, high]));
+            if self.frame < self.frames {
+                self.sample(i16::from_le_bytes([low, high]));
+            }
             bytes = rest;
         }
         let mut pairs = bytes.chunks_exact(2);
@@ -204,6 +219,43 @@ async fn read_small(
     Ok(out.freeze())
 }
 
+/// The layout, frame count and peaks of the WAV under `key`, read in
+/// ranged reads: its first bytes, then its samples as they stream.
+async fn peaks_of(
+    store: &dyn ObjectStore,
+    key: &ObjectKey,
+) -> Result<(WavLayout, u64, Vec<Vec<f64>>), ApiError> {
+    let size = store
+        .head(key)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .ok_or(ApiError::NotFound)?
+        .size;
+    let head = read_small(store, key, 0, size.min(HEADER_READ)).await?;
+    let wav = parse_wav_header(&head, size).map_err(|why| {
+        ApiError::Internal(anyhow::anyhow!(
+            "the archival audio {key} cannot be read as a WAV: {why}"
+        ))
+    })?;
+    let frames = wav.data_len / (2 * u64::from(wav.channels));
+    let mut peaks = Peaks::new(wav.channels, frames);
+    let mut stream = store
+        .read_range(key, wav.data_start..wav.data_start + wav.data_len)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .ok_or(ApiError::NotFound)?;
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk.map_err(|e| ApiError::Internal(e.into()))?;
+        // A few thousand samples at a time, so one answer never holds a worker long.
+        while chunk.has_remaining() {
+            let piece = chunk.split_to(chunk.len().min(64 * 1024));
+            peaks.feed(&piece);
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok((wav, frames, peaks.finish()))
+}
+
 /// `GET /v1/records/{id}/waveform` (compliance; audited as
 /// `records.waveform`, no reason needed): `{"record_id", "version",
 /// "sample_rate", "duration_secs", "channels": [[peak, ...], ...]}`, one list
@@ -233,42 +285,24 @@ pub async fn waveform(
         .ok_or(ApiError::NotFound)?;
     let key =
         ObjectKey::new(object.key.clone()).map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?;
-    let store = s.store.as_ref();
-    let size = store
-        .head(&key)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .ok_or(ApiError::NotFound)?
-        .size;
-    let head = read_small(store, &key, 0, size.min(HEADER_READ)).await?;
-    let wav = parse_wav_header(&head, size).map_err(|why| {
-        ApiError::Internal(anyhow::anyhow!(
-            "the archival audio {key} of record {id} cannot be read as a WAV: {why}"
-        ))
-    })?;
-    let frames = wav.data_len / (2 * u64::from(wav.channels));
-    let mut peaks = Peaks::new(wav.channels, frames);
-    let mut stream = store
-        .read_range(&key, wav.data_start..wav.data_start + wav.data_len)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .ok_or(ApiError::NotFound)?;
-    while let Some(chunk) = stream.next().await {
-        let mut chunk = chunk.map_err(|e| ApiError::Internal(e.into()))?;
-        // A few thousand samples at a time, so one answer never holds a worker long.
-        while chunk.has_remaining() {
-            let piece = chunk.split_to(chunk.len().min(64 * 1024));
-            peaks.feed(&piece);
-            tokio::task::yield_now().await;
+    let computed = tokio::time::timeout(COMPUTE_LIMIT, peaks_of(s.store.as_ref(), &key)).await;
+    let (wav, frames, channels) = match computed {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "the waveform of {key} of record {id} took longer than {} s",
+                COMPUTE_LIMIT.as_secs()
+            )))
         }
-    }
+    };
     tracing::info!(role = %caller.role, key = %caller.key_name, record = %id, version = record.version, frames, "record waveform read");
     Ok(Json(json!({
         "record_id": id,
         "version": record.version,
         "sample_rate": wav.sample_rate,
         "duration_secs": frames as f64 / f64::from(wav.sample_rate),
-        "channels": peaks.finish(),
+        "channels": channels,
     })))
 }
 
@@ -331,6 +365,12 @@ mod tests {
             p.feed(piece);
         }
         assert_eq!(p.finish(), whole);
+        // Every count of frames gives min(frames, 2000) peaks.
+        for n in [1u64, 1999, 2000, 2001, 3999, 4001, 123_457] {
+            let mut p = Peaks::new(1, n);
+            p.feed(&vec![1u8; n as usize * 2 + 3]);
+            assert_eq!(p.finish()[0].len() as u64, n.min(2000), "{n} frames");
+        }
         // Fewer frames than peaks: one peak per frame.
         let mut short = Peaks::new(1, 3);
         short.feed(&[0, 0x40, 0, 0xc0, 0, 0]);
