@@ -904,3 +904,96 @@ async fn every_page_and_api_answer_carries_the_security_headers() {
         .expect("sent");
     assert_eq!(resp.status().as_u16(), 401);
 }
+
+#[tokio::test]
+async fn a_sign_out_on_one_instance_is_refused_by_another_within_five_seconds() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let public = "http://callproof.test";
+    let opts = Options {
+        extra: vec![("CALLPROOF_PUBLIC_URL", public.into())],
+        ..Options::default()
+    };
+    let a = spawn_in(tmp.path(), opts.clone()).await;
+    let b = spawn_in(tmp.path(), opts).await;
+    let resp = post_sign_in(
+        &format!("{}/ui/session", a.local),
+        COMPLIANCE_KEY,
+        Some(public),
+        None,
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let cookie = pair(&set_cookie(&resp).expect("cookie"));
+    let ask = |base: String, cookie: String| async move {
+        browser()
+            .get(format!("{base}/ui/session"))
+            .header("cookie", cookie)
+            .header("x-callproof-ui", "1")
+            .send()
+            .await
+            .expect("sent")
+            .status()
+            .as_u16()
+    };
+    // Instance b accepts a's session (and now believes it is not signed out).
+    assert_eq!(ask(b.local.clone(), cookie.clone()).await, 200);
+
+    let resp = browser()
+        .post(format!("{}/ui/session/signout", a.local))
+        .header("cookie", &cookie)
+        .header("origin", public)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 303);
+    let signed_out = std::time::Instant::now();
+    assert_eq!(ask(a.local.clone(), cookie.clone()).await, 401);
+    // b may go on believing its cache for up to 5 s, not longer.
+    loop {
+        let status = ask(b.local.clone(), cookie.clone()).await;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            signed_out.elapsed() < Duration::from_millis(5500),
+            "instance b still accepts the session {:?} after sign-out",
+            signed_out.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_sign_out_that_cannot_be_written_is_an_error_and_the_session_stays() {
+    // The local store, whatever the test pass, so a file can stand in the way.
+    let app = spawn_with(Options {
+        extra: vec![("CALLPROOF_STORE", "fs".into())],
+        ..Options::default()
+    })
+    .await;
+    let cookie = sign_in(&app, COMPLIANCE_KEY).await;
+    let sid = payload(&cookie)["sid"].as_str().expect("sid").to_owned();
+    // A file where the facts' directory must go: the store cannot write one.
+    let store = app.data_dir.join("store");
+    assert!(store.is_dir(), "the local store");
+    std::fs::create_dir_all(store.join("ui")).expect("ui directory");
+    std::fs::write(store.join("ui/signouts"), b"in the way").expect("blocking file");
+    let resp = browser()
+        .post(format!("{}/ui/session/signout", app.base))
+        .header("cookie", &cookie)
+        .header("origin", origin(&app))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(set_cookie(&resp).is_none(), "the cookie is not cleared");
+    assert!(error_of(resp).await.contains("still signed in"));
+    let key = callproof::store::ObjectKey::new(format!("ui/signouts/{sid}.json")).expect("key");
+    assert!(
+        !matches!(app.store.get(&key).await, Ok(Some(_))),
+        "no fact was written"
+    );
+}
