@@ -1,11 +1,14 @@
 //! Playback URLs: `POST /v1/records/{id}/playback` audits one replay with its
-//! reason and answers a short-lived signed URL of the audio route, for players that send no key.
+//! reason and answers a short-lived signed URL of the audio route, for players that send no key;
+//! and the signed grant behind them, which export URLs share.
 //!
 //! A browser's `<audio>` element can send neither an API key nor a reason
 //! header, and asks for many ranges as it plays and seeks. The URL carries
 //! a grant, HMAC-signed under a key derived from the token secret, that
 //! names the record, its version, which audio, the audit entry and the
 //! expiry; the audio route serves any range of exactly that audio until then.
+//! A grant issued to a replay page session also names the session, and works
+//! only while it is alive.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
