@@ -839,7 +839,19 @@ async fn every_page_and_api_answer_carries_the_security_headers() {
         .text()
         .await
         .expect("text");
-    assert!(page.contains("API key") && page.contains("/ui/session"));
+    let script = c
+        .get(format!("{}/ui/app.js", app.base))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    assert!(page.contains("API key"), "the sign-in field is labelled");
+    assert!(
+        page.contains("/ui/session") || script.contains("/ui/session"),
+        "the page signs in at /ui/session"
+    );
     let resp = c
         .get(format!("{}/ui", app.base))
         .send()
