@@ -173,10 +173,20 @@ impl KeyRing {
     /// The role and name of a presented key, or `None`. Every entry is
     /// compared, in constant time, whatever matches.
     pub fn role_of(&self, presented: &str) -> Option<Caller> {
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.by_digest(&Self::digest(presented))
+    }
+
+    /// The SHA-256 a key is held as.
+    pub fn digest(key: &str) -> [u8; 32] {
+        Sha256::digest(key.as_bytes()).into()
+    }
+
+    /// The role and name of the configured key whose SHA-256 is `digest`
+    /// (a session remembers its key this way), or `None`; constant time.
+    pub fn by_digest(&self, digest: &[u8; 32]) -> Option<Caller> {
         let mut found = None;
         for (d, role, name) in &self.entries {
-            if bool::from(d.ct_eq(&digest)) {
+            if bool::from(d.ct_eq(digest)) {
                 found = Some((*role, name));
             }
         }

@@ -267,7 +267,15 @@ impl Application {
         let mut config = config;
         let keys = KeyRing::new(std::mem::take(&mut credentials.api_keys));
         config.secrets.api_keys = None;
+        let ui = crate::http::ui::Ui::new(
+            &credentials.token_secret,
+            &public_base,
+            config.ui_session_secs,
+            config.ui_idle_secs,
+            evidence.clone(),
+        );
         let shared = Shared {
+            ui,
             keys,
             signer: TokenSigner::new(&credentials.token_secret),
             classifier: Classifier::new(config.speech_min_confidence),

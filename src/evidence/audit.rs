@@ -87,6 +87,32 @@ impl AuditEntry {
     }
 }
 
+/// Where the entry with id `id` lives (its id says when it was written), or
+/// `None` for what is not an entry id.
+pub fn entry_key(id: &str) -> Option<ObjectKey> {
+    let b = id.as_bytes();
+    let well_formed = b.len() == 29
+        && b[..20].iter().all(u8::is_ascii_digit)
+        && b[20] == b'-'
+        && b[21..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
+    if !well_formed {
+        return None;
+    }
+    let nanos: i128 = id.get(..20)?.parse().ok()?;
+    let d = OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()?
+        .date();
+    ObjectKey::new(format!(
+        "audit/{:04}/{:02}/{:02}/{id}.json",
+        d.year(),
+        u8::from(d.month()),
+        d.day()
+    ))
+    .ok()
+}
+
 /// Writes `entry` as evidence (announced, signed, once). An error means
 /// nothing may be served.
 pub async fn write(evidence: &Evidence, entry: &AuditEntry) -> Result<(), RepoError> {
@@ -119,6 +145,8 @@ mod tests {
             "GET /v1/records/{id}",
         );
         let ka = a.key().expect("key");
+        assert_eq!(entry_key(&a.id), Some(ka.clone()));
+        assert_eq!(entry_key("../../etc/passwd"), None);
         assert!(ka.as_str().starts_with("audit/2026/12/01/"), "{ka}");
         assert!(ka.as_str() < b.key().expect("key").as_str());
     }

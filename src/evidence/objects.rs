@@ -26,6 +26,7 @@ pub const EVIDENCE_PREFIXES: &[&str] = &[
     "tombstones/",
     "audit/",
     "keys/statements/",
+    "ui/signouts/",
 ];
 
 /// Where markers of objects waiting for a seal live.
@@ -273,6 +274,9 @@ mod tests {
     fn only_json_under_evidence_prefixes_is_evidence() {
         assert!(is_evidence("records/a/v0001.json"));
         assert!(is_evidence("audit/2026/12/01/x.json"));
+        assert!(is_evidence(
+            "ui/signouts/0123456789abcdef0123456789abcdef.json"
+        ));
         assert!(!is_evidence("records/a/v0001.0123456789abcdef.sig"));
         assert!(!is_evidence("confirmations/a/request.json"));
         assert!(!is_evidence("keys/public/ab.pem"));

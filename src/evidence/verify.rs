@@ -436,6 +436,8 @@ fn misplaced(key: &str, bytes: &[u8]) -> Option<String> {
         })()
     } else if key.starts_with("tombstones/") {
         (|| Some(format!("tombstones/{}.json", v.get("record_id")?.as_str()?)))()
+    } else if key.starts_with("ui/signouts/") {
+        (|| Some(format!("ui/signouts/{}.json", v.get("sid")?.as_str()?)))()
     } else if key.starts_with("keys/statements/") {
         (|| {
             let fp = v.get("new_key")?.get("fingerprint")?.as_str()?;

@@ -19,6 +19,17 @@ pub enum ApiError {
     /// A valid key of a role that may not do this (403).
     #[error("this API key's role may not do this")]
     Forbidden,
+    /// A replay page session that is not (or no longer) accepted (401); the
+    /// message says why and to sign in again.
+    #[error("{0}")]
+    SessionEnded(String),
+    /// A request refused for where it came from or how it was sent (403),
+    /// e.g. a cookie request without the page's headers; the message says what to send.
+    #[error("{0}")]
+    Refused(String),
+    /// A body of another type than the route reads (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// Nothing under that id (404).
     #[error("not found")]
     NotFound,
@@ -54,6 +65,11 @@ impl IntoResponse for ApiError {
                 StatusCode::FORBIDDEN,
                 json!({"error": "this API key's role may not use this endpoint"}),
             ),
+            ApiError::SessionEnded(msg) => (StatusCode::UNAUTHORIZED, json!({"error": msg})),
+            ApiError::Refused(msg) => (StatusCode::FORBIDDEN, json!({"error": msg})),
+            ApiError::UnsupportedMediaType(msg) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": msg}))
+            }
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!({"error": "not found"})),
             ApiError::BadRequest(msg) => (StatusCode::BAD_REQUEST, json!({"error": msg})),
             ApiError::Invalid(fields) => (

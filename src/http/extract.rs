@@ -1,8 +1,9 @@
-//! Extractors that refuse a request before its handler runs: an API key of the
-//! needed role ([`Key`]), a provider webhook with a valid signature ([`Signed`]) and flow token ([`Hook`]).
+//! Extractors that refuse a request before its handler runs: an API key (or a
+//! replay page session) of the needed role ([`Key`]), a provider webhook with a valid signature ([`Signed`]) and flow token ([`Hook`]).
 //!
 //! Handlers take these as arguments, so each reads: extract, call the domain,
-//! render. A refusal changes nothing: 401/403 for keys, 400/403 for webhooks.
+//! render. A refusal changes nothing: 401/403 for keys and sessions (415 for
+//! a session's body of another type than JSON), 400/403 for webhooks.
 
 use std::marker::PhantomData;
 
@@ -23,6 +24,8 @@ use crate::provider::Params;
 pub trait NeedsRole: Send + Sync + 'static {
     /// True when a key of `role` may use the endpoint.
     fn allows(role: Role) -> bool;
+    /// True when a replay page session may use the endpoint instead of a key.
+    const SESSION: bool = false;
 }
 
 /// Endpoints any valid key may use.
@@ -50,18 +53,33 @@ impl NeedsRole for Compliance {
     fn allows(role: Role) -> bool {
         role.may(Role::Compliance)
     }
+    const SESSION: bool = true;
 }
 impl NeedsRole for Admin {
     fn allows(role: Role) -> bool {
         role.may(Role::Admin)
     }
+    const SESSION: bool = true;
 }
 
-/// The caller of an API endpoint, whose `Authorization: Bearer` key has role `R` (or admin).
+/// The caller of an API endpoint, whose `Authorization: Bearer` key has role
+/// `R` (or admin); for compliance and admin endpoints, a replay page session
+/// cookie of such a key instead (see [`super::ui::authenticate`]).
 pub struct Key<R: NeedsRole> {
-    /// Who called: the key's role and name.
+    /// Who called: the key's role and name (a session's, as it signed in).
     pub caller: Caller,
+    /// The replay page session, when the cookie authenticated the request.
+    pub session: Option<super::ui::session::Session>,
     role: PhantomData<R>,
+}
+
+/// True when the request says its body is JSON (`application/json`, any parameters).
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
 impl AppState {
@@ -96,8 +114,26 @@ impl<R: NeedsRole> FromRequestParts<AppState> for Key<R> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        // A bearer key wins: a page cannot send one, and API clients send no cookie.
+        if R::SESSION
+            && !parts
+                .headers
+                .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            if let Some((caller, session)) = super::ui::authenticate(s, parts).await? {
+                if !R::allows(caller.role) {
+                    return Err(ApiError::Forbidden);
+                }
+                return Ok(Key {
+                    caller,
+                    session: Some(session),
+                    role: PhantomData,
+                });
+            }
+        }
         Ok(Key {
             caller: s.authorize_if(&parts.headers, R::allows)?,
+            session: None,
             role: PhantomData,
         })
     }

@@ -1,5 +1,6 @@
 //! The HTTP surface: the router, the shared state and the handlers for the
-//! agent API (`/v1/confirmations`), the provider webhooks (`/voice/*`), health and status.
+//! agent API (`/v1/confirmations`), the provider webhooks (`/voice/*`), health and status;
+//! the replay page `/ui/` is in [`ui`].
 
 mod api;
 pub mod audit;
@@ -12,7 +13,9 @@ mod hold;
 mod jobs;
 mod playback;
 mod records;
+pub mod ui;
 mod voice;
+mod waveform;
 mod webhook;
 
 use std::sync::Arc;
@@ -93,6 +96,8 @@ pub struct Shared {
     pub queue: Queue,
     /// Finishes what crashes and silent callers leave half done.
     pub sweeper: Sweeper,
+    /// Replay page sessions and sign-outs.
+    pub ui: ui::Ui,
     /// The last store probe that failed, for `GET /v1/status`.
     pub last_probe_failure: std::sync::Mutex<Option<ProbeFailure>>,
 }
@@ -145,19 +150,27 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/records/{id}/versions", get(records::versions))
         .route("/v1/records/{id}/audio", get(records::audio))
         .route("/v1/records/{id}/playback", post(playback::create))
+        .route("/v1/records/{id}/export-grant", post(export::grant))
         .route("/v1/audit", get(audit::list))
         .route(
             "/v1/records/{id}/hold",
             get(hold::show).put(hold::hold).delete(hold::release),
         )
+        .merge(ui::routes())
         .layer(DefaultBodyLimit::max(limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
         // Added after the timeout: a bundle is built whole before its first
-        // byte is sent, which for long audio takes longer (see export::BUILD_LIMIT).
+        // byte is sent, and a waveform reads the whole recording, which for
+        // long audio takes longer (see export::BUILD_LIMIT, waveform::COMPUTE_LIMIT).
         .route("/v1/records/{id}/export", get(export::export))
+        .route("/v1/records/{id}/waveform", get(waveform::waveform))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ui::headers,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

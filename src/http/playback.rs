@@ -1,11 +1,14 @@
 //! Playback URLs: `POST /v1/records/{id}/playback` audits one replay with its
-//! reason and answers a short-lived signed URL of the audio route, for players that send no key.
+//! reason and answers a short-lived signed URL of the audio route, for players that send no key;
+//! and the signed grant behind them, which export URLs share.
 //!
 //! A browser's `<audio>` element can send neither an API key nor a reason
 //! header, and asks for many ranges as it plays and seeks. The URL carries
 //! a grant, HMAC-signed under a key derived from the token secret, that
 //! names the record, its version, which audio, the audit entry and the
 //! expiry; the audio route serves any range of exactly that audio until then.
+//! A grant issued to a replay page session also names the session, and works
+//! only while it is alive.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -49,6 +52,34 @@ pub struct Grant {
     /// Expiry, Unix seconds.
     #[serde(rename = "e")]
     pub expires: i64,
+    /// What it serves: audio (the default, and every grant issued before
+    /// there were others) or the evidence bundle.
+    #[serde(rename = "k", default, skip_serializing_if = "GrantKind::is_audio")]
+    pub kind: GrantKind,
+    /// The replay page session it was issued to, which must still be alive
+    /// when the URL is used; `None` for a grant issued to an API key.
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// That session's end, Unix seconds.
+    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
+    pub session_expires: Option<i64>,
+}
+
+/// What a grant lets its URL serve.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantKind {
+    /// The record's audio, any range (`GET /v1/records/{id}/audio?t=`).
+    #[default]
+    Audio,
+    /// The evidence bundle (`GET /v1/records/{id}/export?t=`).
+    Export,
+}
+
+impl GrantKind {
+    fn is_audio(&self) -> bool {
+        *self == GrantKind::Audio
+    }
 }
 
 impl Grant {
@@ -67,14 +98,17 @@ impl Grant {
 pub enum GrantError {
     /// Not a grant, altered, or signed with another secret.
     #[error(
-        "this playback URL is not valid: ask for a new one with POST /v1/records/{{id}}/playback"
+        "this URL is not valid: ask for a new one with POST /v1/records/{{id}}/playback (audio) or POST /v1/records/{{id}}/export-grant (the evidence bundle)"
     )]
     Invalid,
     /// Past its expiry.
     #[error(
-        "this playback URL has expired: ask for a new one with POST /v1/records/{{id}}/playback"
+        "this URL has expired: ask for a new one with POST /v1/records/{{id}}/playback (audio) or POST /v1/records/{{id}}/export-grant (the evidence bundle)"
     )]
     Expired,
+    /// Issued to a replay page session that has ended since.
+    #[error("the replay page session this URL was issued to has ended: sign in again at /ui/")]
+    SessionEnded,
 }
 
 impl IntoResponse for GrantError {
@@ -103,12 +137,14 @@ pub fn sign(secret: &str, grant: &Grant) -> String {
     format!("{payload}.{}", URL_SAFE_NO_PAD.encode(tag))
 }
 
-/// Checks a grant's MAC, that it is for `record_id`, and that it has not
-/// expired at `now`.
+/// Checks a grant's MAC, that it is a `kind` grant for `record_id`, and that
+/// it has not expired at `now`. Whether its session is alive is the caller's
+/// check ([`super::ui::grant_session_alive`]).
 pub fn verify(
     secret: &str,
     text: &str,
     record_id: &str,
+    kind: GrantKind,
     now: OffsetDateTime,
 ) -> Result<Grant, GrantError> {
     let (payload, tag) = text.split_once('.').ok_or(GrantError::Invalid)?;
@@ -122,7 +158,7 @@ pub fn verify(
         .decode(payload)
         .map_err(|_| GrantError::Invalid)?;
     let grant: Grant = serde_json::from_slice(&json).map_err(|_| GrantError::Invalid)?;
-    if grant.record_id != record_id {
+    if grant.record_id != record_id || grant.kind != kind {
         return Err(GrantError::Invalid);
     }
     if now.unix_timestamp() >= grant.expires {
@@ -147,11 +183,12 @@ struct PlaybackBody {
 
 /// `POST /v1/records/{id}/playback` (compliance): writes one
 /// `records.playback` audit entry with the reason (`X-Callproof-Reason`, or
-/// `{"reason": "..."}` as the body) and answers `{"url", "expires_at",
-/// "audit_id"}`: the audio route with a grant that needs no key and no reason.
+/// `{"reason": "..."}` as a body sent as `Content-Type: application/json`)
+/// and answers `{"url", "expires_at", "audit_id"}`: the audio route with a
+/// grant that needs no key and no reason.
 pub async fn create(
     State(s): State<AppState>,
-    Key { caller, .. }: Key<Compliance>,
+    key: Key<Compliance>,
     client: ClientAddr,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -161,11 +198,7 @@ pub async fn create(
     let body: PlaybackBody = if body.iter().all(u8::is_ascii_whitespace) {
         PlaybackBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::BadRequest(format!(
-                r#"the body is not JSON like {{"reason": "..."}}: {e}"#
-            ))
-        })?
+        json_body(&headers, &body)?
     };
     let id: ConfirmationId = id.parse().map_err(|_| ApiError::NotFound)?;
     let id = id.to_string();
@@ -181,7 +214,7 @@ pub async fn create(
     if original {
         access = access.filter("original", "true");
     }
-    let entry = audited(&s, &caller, access, &headers, client).await?;
+    let entry = audited(&s, &key.caller, access, &headers, client).await?;
     let record = super::records::load(&s, &id, q.version).await?;
     let grant = Grant {
         record_id: id.clone(),
@@ -189,24 +222,62 @@ pub async fn create(
         original,
         audit_id: entry.id.clone(),
         expires: 0,
+        kind: GrantKind::Audio,
+        session: None,
+        session_expires: None,
     };
     record
         .recording
         .as_ref()
         .and_then(|rec| rec.audio.iter().find(|a| a.role == grant.role()))
         .ok_or(ApiError::NotFound)?;
+    Ok(Json(issue(&s, &key, grant)))
+}
+
+/// A JSON body of type `T`, sent as `Content-Type: application/json` (415
+/// otherwise, so a form another site posts is never read as one).
+pub(super) fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    if !super::extract::is_json(headers) {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the body as JSON with Content-Type: application/json".into(),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            r#"the body is not JSON like {{"reason": "..."}}: {e}"#
+        ))
+    })
+}
+
+/// Signs `grant` with the expiry `playback_url_secs` from now, bound to the
+/// caller's session if it is one, and answers `{"url", "expires_at",
+/// "audit_id"}` for the route its kind serves.
+pub(super) fn issue<R: super::extract::NeedsRole>(
+    s: &AppState,
+    key: &Key<R>,
+    grant: Grant,
+) -> Value {
     let expires_at = OffsetDateTime::now_utc()
         + time::Duration::seconds(i64::try_from(s.config.playback_url_secs).unwrap_or(i64::MAX));
     let grant = Grant {
         expires: expires_at.unix_timestamp(),
+        session: key.session.as_ref().map(|x| x.sid.clone()),
+        session_expires: key.session.as_ref().map(|x| x.exp),
         ..grant
     };
     let token = sign(&s.credentials.token_secret, &grant);
-    Ok(Json(json!({
-        "url": format!("{}/v1/records/{id}/audio?t={token}", s.public_base),
+    let route = match grant.kind {
+        GrantKind::Audio => "audio",
+        GrantKind::Export => "export",
+    };
+    json!({
+        "url": format!("{}/v1/records/{}/{route}?t={token}", s.public_base, grant.record_id),
         "expires_at": expires_at.replace_nanosecond(0).unwrap_or(expires_at).format(&Rfc3339).unwrap_or_default(),
-        "audit_id": entry.id,
-    })))
+        "audit_id": grant.audit_id,
+    })
 }
 
 #[cfg(test)]
@@ -220,6 +291,9 @@ mod tests {
             original: false,
             audit_id: "01796083000000000000-0a1b2c3d".into(),
             expires,
+            kind: GrantKind::Audio,
+            session: None,
+            session_expires: None,
         }
     }
 
@@ -228,23 +302,58 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let g = grant(now.unix_timestamp() + 60);
         let t = sign("secret", &g);
-        assert_eq!(verify("secret", &t, &g.record_id, now), Ok(g.clone()));
+        assert_eq!(
+            verify("secret", &t, &g.record_id, GrantKind::Audio, now),
+            Ok(g.clone())
+        );
         assert_eq!(
             verify(
                 "secret",
                 &t,
                 &g.record_id,
+                GrantKind::Audio,
                 now + time::Duration::seconds(61)
             ),
             Err(GrantError::Expired)
         );
         assert_eq!(
-            verify("secret", &t, "ffffffffffffffffffffffffffffffff", now),
+            verify(
+                "secret",
+                &t,
+                "ffffffffffffffffffffffffffffffff",
+                GrantKind::Audio,
+                now
+            ),
             Err(GrantError::Invalid)
         );
         assert_eq!(
-            verify("another", &t, &g.record_id, now),
+            verify("another", &t, &g.record_id, GrantKind::Audio, now),
             Err(GrantError::Invalid)
+        );
+    }
+
+    #[test]
+    fn an_audio_grant_is_no_export_grant_and_back() {
+        let now = OffsetDateTime::now_utc();
+        let audio = grant(now.unix_timestamp() + 60);
+        let export = Grant {
+            kind: GrantKind::Export,
+            session: Some("0123456789abcdef0123456789abcdef".into()),
+            session_expires: Some(now.unix_timestamp() + 600),
+            ..audio.clone()
+        };
+        let (a, x) = (sign("secret", &audio), sign("secret", &export));
+        assert_eq!(
+            verify("secret", &a, &audio.record_id, GrantKind::Export, now),
+            Err(GrantError::Invalid)
+        );
+        assert_eq!(
+            verify("secret", &x, &audio.record_id, GrantKind::Audio, now),
+            Err(GrantError::Invalid)
+        );
+        assert_eq!(
+            verify("secret", &x, &audio.record_id, GrantKind::Export, now),
+            Ok(export)
         );
     }
 
@@ -269,7 +378,7 @@ mod tests {
             String::new(),
         ] {
             assert_eq!(
-                verify("secret", &bad, &g.record_id, now),
+                verify("secret", &bad, &g.record_id, GrantKind::Audio, now),
                 Err(GrantError::Invalid),
                 "{bad}"
             );

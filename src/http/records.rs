@@ -20,7 +20,6 @@ use super::client::ClientAddr;
 use super::extract::{Compliance, Key};
 use super::playback;
 use super::{ApiError, AppState};
-use crate::auth::Role;
 use crate::confirmations::Outcome;
 use crate::domain::{ChangeKind, ConfirmationId, ConfirmationNumber, PhoneNumber};
 use crate::index::{self, follow::Indexer, PhoneKey};
@@ -581,9 +580,11 @@ pub struct AudioQuery {
 /// `GET /v1/records/{id}/audio` (compliance, with `X-Callproof-Reason`; each
 /// request audited): the archival WAV, or `?original=true` for the
 /// provider's bytes; honours `Range`. With `?t=` from a playback URL it
-/// needs neither key nor reason and serves exactly the audio the grant names.
+/// needs neither key nor reason and serves exactly the audio the grant names
+/// (while the replay page session it was issued to, if any, is alive).
 pub async fn audio(
     State(s): State<AppState>,
+    key: Result<Key<Compliance>, ApiError>,
     client: ClientAddr,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -594,16 +595,20 @@ pub async fn audio(
             &s.credentials.token_secret,
             token,
             &id,
+            playback::GrantKind::Audio,
             OffsetDateTime::now_utc(),
         ) {
             Ok(g) => g,
             Err(e) => return Ok(e.into_response()),
         };
+        if let Err(refused) = super::ui::grant_session_alive(&s, &grant).await {
+            return Ok(refused);
+        }
         let record = load(&s, &id, Some(grant.version)).await?;
         let who = format!("playback {}", grant.audit_id);
         return serve_audio(&s, &record, grant.role(), &headers, &who).await;
     }
-    let caller = s.authorize(&headers, Role::Compliance)?;
+    let caller = key?.caller;
     let id: ConfirmationId = id.parse().map_err(|_| ApiError::NotFound)?;
     let original = q.original.unwrap_or(false);
     let asked = q.version.map(|v| v.to_string());

@@ -21,4 +21,5 @@ mod records;
 mod s3;
 mod schema;
 mod seals;
+mod ui;
 mod webhooks;

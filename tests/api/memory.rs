@@ -1,5 +1,6 @@
 //! A four-hour, two-channel recording through `callproof serve` on S3
-//! (s3s-fs, started here): stored whole, with the server's peak memory under 64 MiB.
+//! (s3s-fs, started here): stored whole, and its waveform drawn from the
+//! store, with the server's peak memory under 64 MiB.
 
 use callproof::simulate::media::{MediaFormat, MediaServer};
 use serde_json::Value;
@@ -107,6 +108,37 @@ async fn a_four_hour_two_channel_recording_goes_through_s3_in_under_64_mib() {
         .unwrap()
         .expect("archival stored");
     assert_eq!(stored.size, archival["byte_size"].as_u64().unwrap());
+
+    // Its waveform, streamed from the store by ranged reads.
+    let started_at = std::time::Instant::now();
+    let resp = app
+        .get_with(
+            &format!("/v1/records/{}/waveform", started.id),
+            Some(COMPLIANCE_KEY),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let waveform: Value = resp.json().await.unwrap();
+    println!(
+        "waveform of four hours of two-channel audio in {:.1} s",
+        started_at.elapsed().as_secs_f64()
+    );
+    assert_valid_against("waveform.v1.schema.json", &waveform);
+    let duration = waveform["duration_secs"].as_f64().unwrap();
+    assert!((duration - f64::from(secs)).abs() < 0.01, "{duration} s");
+    let channels = waveform["channels"].as_array().unwrap();
+    assert_eq!(channels.len(), 2);
+    // Both tones peak near 8000 / 32768 in every span.
+    for c in channels {
+        let peaks = c.as_array().unwrap();
+        assert_eq!(peaks.len(), 2000);
+        assert!(
+            peaks
+                .iter()
+                .all(|p| (p.as_f64().unwrap() - 0.244).abs() < 0.01),
+            "{c}"
+        );
+    }
 
     let peak = peak_mib(server.pid());
     println!(
