@@ -369,6 +369,7 @@ mod tests {
                 "CALLPROOF_CALLBACK_SECRET".to_string(),
                 crate::callbacks::CallbackSecret::generate(),
             ),
+            ("CALLPROOF_INDEX_PHONE_SECRET".to_string(), "i".repeat(40)),
         ]);
         let err = resolve(&Config::load(None, &full, &[]).unwrap())
             .err()
