@@ -8,12 +8,14 @@
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
+use bytes::Bytes;
 use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::audit::{audited, Access};
 use super::client::ClientAddr;
 use super::extract::{Admin, Compliance, Key};
+use super::playback::ReasonBody;
 use super::{ApiError, AppState};
 use crate::auth::Caller;
 use crate::domain::ConfirmationId;
@@ -101,15 +103,26 @@ async fn change(
     Ok(Json(history.answer(id.as_str())))
 }
 
-/// `PUT /v1/records/{id}/hold` (admin, `X-Callproof-Reason`): holds the record.
+/// `PUT /v1/records/{id}/hold` (admin, `X-Callproof-Reason` or `{"reason"}`
+/// as a JSON body): holds the record.
 pub async fn hold(
     State(s): State<AppState>,
     Key { caller, .. }: Key<Admin>,
     client: ClientAddr,
     headers: HeaderMap,
     Path(id): Path<String>,
+    body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let reason = audited_change(&s, &caller, &id, "records.hold", "PUT", &headers, client).await?;
+    let body = ReasonBody::read(&headers, &body)?;
+    let reason = audited_change(
+        &s,
+        &caller,
+        &id,
+        ("records.hold", "PUT"),
+        (&headers, body.reason.as_deref()),
+        client,
+    )
+    .await?;
     change(&s, &caller, &id, &reason, HoldState::Held).await
 }
 
@@ -118,16 +131,16 @@ async fn audited_change(
     s: &AppState,
     caller: &Caller,
     id: &str,
-    action: &str,
-    method: &str,
-    headers: &HeaderMap,
+    (action, method): (&str, &str),
+    (headers, body_reason): (&HeaderMap, Option<&str>),
     client: ClientAddr,
 ) -> Result<String, ApiError> {
     let id: ConfirmationId = id.parse().map_err(|_| ApiError::NotFound)?;
     let route = format!("{method} /v1/records/{{id}}/hold");
     let access = Access::new(action, &route)
         .record(id.as_str())
-        .reason_required();
+        .reason_required()
+        .body_reason(body_reason);
     let entry = audited(s, caller, access, headers, client).await?;
     Ok(entry.reason.unwrap_or_default())
 }
@@ -139,14 +152,15 @@ pub async fn release(
     client: ClientAddr,
     headers: HeaderMap,
     Path(id): Path<String>,
+    body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let body = ReasonBody::read(&headers, &body)?;
     let reason = audited_change(
         &s,
         &caller,
         &id,
-        "records.release",
-        "DELETE",
-        &headers,
+        ("records.release", "DELETE"),
+        (&headers, body.reason.as_deref()),
         client,
     )
     .await?;

@@ -174,11 +174,23 @@ pub struct PlaybackQuery {
     original: Option<bool>,
 }
 
-/// The optional JSON body: the reason, for clients that cannot set headers.
+/// The optional JSON body: the reason, for clients that cannot set headers
+/// (a browser cannot put text other than ASCII in one).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PlaybackBody {
-    reason: Option<String>,
+pub(super) struct ReasonBody {
+    pub(super) reason: Option<String>,
+}
+
+impl ReasonBody {
+    /// An empty body, or `{"reason": …}` sent as JSON.
+    pub(super) fn read(headers: &HeaderMap, body: &[u8]) -> Result<ReasonBody, ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            Ok(ReasonBody::default())
+        } else {
+            json_body(headers, body)
+        }
+    }
 }
 
 /// `POST /v1/records/{id}/playback` (compliance): writes one
@@ -195,11 +207,7 @@ pub async fn create(
     Query(q): Query<PlaybackQuery>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let body: PlaybackBody = if body.iter().all(u8::is_ascii_whitespace) {
-        PlaybackBody::default()
-    } else {
-        json_body(&headers, &body)?
-    };
+    let body = ReasonBody::read(&headers, &body)?;
     let id: ConfirmationId = id.parse().map_err(|_| ApiError::NotFound)?;
     let id = id.to_string();
     let original = q.original.unwrap_or(false);

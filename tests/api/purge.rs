@@ -891,3 +891,40 @@ async fn a_store_writer_cannot_steer_purge_to_evidence_in_retention() {
         text(&out)
     );
 }
+
+#[tokio::test]
+async fn a_hold_reason_may_come_as_json_in_any_language() {
+    let app = spawn_with(purge_options()).await;
+    let id = app.create(&billing_request()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A browser cannot put this in a header; the page sends it as JSON.
+    let reason = "litige n° 2026-119 — révision des données";
+    let resp = app
+        .client
+        .put(format!("{}/v1/records/{id}/hold", app.base))
+        .bearer_auth(ADMIN_KEY)
+        .json(&serde_json::json!({ "reason": reason }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let facts = hold_facts(&app, &id).await;
+    assert_eq!(facts.len(), 1);
+    let key = callproof::store::ObjectKey::new(facts[0].as_str()).unwrap();
+    let fact: Value = serde_json::from_slice(&app.store.get(&key).await.unwrap().unwrap()).unwrap();
+    assert_eq!(fact["reason"], reason);
+    // A body that is not JSON is refused as such, before anything is written.
+    let resp = app
+        .client
+        .delete(format!("{}/v1/records/{id}/hold", app.base))
+        .bearer_auth(ADMIN_KEY)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("reason=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 415);
+    assert_eq!(hold_facts(&app, &id).await.len(), 1);
+}
