@@ -252,7 +252,22 @@ async fn status(
         .map(|l| l.clone())
         .unwrap_or_default();
     tracing::info!(key = %caller.key_name, "status read");
+    let index = match s.indexer.usable().await {
+        Ok(state) => serde_json::json!({
+            "backend": s.indexer.index().describe(),
+            "generation": state.generation,
+            "last_seal": state.last_seal.seal,
+            "problem": null,
+        }),
+        Err(e) => serde_json::json!({
+            "backend": s.indexer.index().describe(),
+            "generation": null,
+            "last_seal": null,
+            "problem": e.to_string(),
+        }),
+    };
     Ok(Json(serde_json::json!({
+        "index": index,
         "status": if now.is_ok() { "ready" } else { "not ready" },
         "error": now.err().map(|f| f.error),
         "store": s.store_report,

@@ -199,6 +199,12 @@ async fn readyz_says_only_ready_and_the_status_with_its_causes_is_for_admins() {
         "{body}"
     );
     assert_eq!(body["last_probe_failure"], serde_json::Value::Null);
+    assert_eq!(body["index"]["problem"], serde_json::Value::Null, "{body}");
+    assert!(body["index"]["generation"].as_u64().unwrap() >= 1, "{body}");
+    assert!(
+        !body["index"]["backend"].to_string().contains("password"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
