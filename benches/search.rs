@@ -161,15 +161,7 @@ async fn run(count: usize) -> ExitCode {
         ),
     ];
     // A confirmation number from the newest page: the narrowest search.
-    let first: Value = client
-        .get(format!("{base}/v1/records?limit=1"))
-        .bearer_auth(COMPLIANCE_KEY)
-        .send()
-        .await
-        .expect("search")
-        .json()
-        .await
-        .expect("search answer");
+    let first = search(&client, &format!("{base}/v1/records?limit=1")).await;
     let number = first["records"][0]["confirmation_number"]
         .as_str()
         .expect("a record")
@@ -188,15 +180,7 @@ async fn run(count: usize) -> ExitCode {
         let mut answer = Vec::new();
         for _ in 0..SAMPLES {
             let t = Instant::now();
-            let page: Value = client
-                .get(format!("{base}/v1/records?limit=50&{query}"))
-                .bearer_auth(COMPLIANCE_KEY)
-                .send()
-                .await
-                .expect("search")
-                .json()
-                .await
-                .expect("search answer");
+            let page = search(&client, &format!("{base}/v1/records?limit=50&{query}")).await;
             samples.push(t.elapsed());
             answer = page["records"]
                 .as_array()
@@ -233,6 +217,19 @@ async fn run(count: usize) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// One search over HTTP as a compliance user.
+async fn search(client: &reqwest::Client, url: &str) -> Value {
+    client
+        .get(url)
+        .bearer_auth(COMPLIANCE_KEY)
+        .send()
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("search answer")
 }
 
 /// The search the index replaced, as `GET /v1/records` ran it: every record

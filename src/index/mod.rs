@@ -25,6 +25,21 @@ pub async fn open_url(url: &str) -> Result<std::sync::Arc<dyn SearchIndex>, Inde
     ))
 }
 
+/// A time as the index stores it: nanoseconds since 1970 (saturating).
+fn nanos(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
+/// [`nanos`] read back.
+fn time_of(n: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(n)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// A generation number as the index stores it (saturating).
+fn generation_of(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// What the index keeps of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {

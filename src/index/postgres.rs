@@ -23,13 +23,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
-use time::OffsetDateTime;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
-use super::{Change, Cursor, Filter, IndexError, IndexState, Page, Row, SealMark, SearchIndex};
+use super::{
+    generation_of, nanos, time_of, Change, Cursor, Filter, IndexError, IndexState, Page, Row,
+    SealMark, SearchIndex,
+};
 
 /// Connections one index keeps at most.
 pub const CONNECTIONS: usize = 4;
@@ -122,18 +124,6 @@ const PURGE: &str = "INSERT INTO records (generation, record_id, version, sha256
          version = 0, sha256 = '', account_id = '', confirmation_number = '',
          phone_hmac = '', kind = '', outcome = '', status = '', agent_id = '',
          purged = true";
-
-fn nanos(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
-}
-
-fn time_of(n: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(n)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-fn generation_of(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
 
 fn parse_generation(value: Option<String>) -> u64 {
     value.and_then(|g| g.parse().ok()).unwrap_or(0)
@@ -807,7 +797,7 @@ mod tests {
             ..Filter::default()
         };
         let cursor = Cursor {
-            requested_at: OffsetDateTime::UNIX_EPOCH,
+            requested_at: time::OffsetDateTime::UNIX_EPOCH,
             record_id: "r".into(),
         };
         let (sql, args) = search_query(&filter, Some(&cursor), 10);

@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
-use time::OffsetDateTime;
 
-use super::{Change, Cursor, Filter, IndexError, IndexState, Page, Row, SealMark, SearchIndex};
+use super::{
+    generation_of, nanos, time_of, Change, Cursor, Filter, IndexError, IndexState, Page, Row,
+    SealMark, SearchIndex,
+};
 
 impl From<rusqlite::Error> for IndexError {
     fn from(e: rusqlite::Error) -> Self {
@@ -60,18 +62,6 @@ CREATE INDEX IF NOT EXISTS by_agent ON records (generation, agent_id, requested_
 pub struct SqliteIndex {
     conn: Arc<Mutex<Connection>>,
     path: Option<PathBuf>,
-}
-
-fn nanos(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
-}
-
-fn time_of(n: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(n)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-fn generation_of(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn meta(tx: &Connection, name: &str) -> Result<Option<String>, IndexError> {
