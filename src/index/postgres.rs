@@ -76,7 +76,7 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT COLLATE "C" PRIMARY KEY, value TEXT N
 CREATE INDEX IF NOT EXISTS records_by_time ON records (generation, requested_at DESC, record_id DESC);
 CREATE INDEX IF NOT EXISTS records_by_account ON records (generation, account_id, requested_at DESC, record_id DESC);
 CREATE INDEX IF NOT EXISTS records_by_phone ON records (generation, phone_hmac, requested_at DESC, record_id DESC);
-CREATE INDEX IF NOT EXISTS records_by_number ON records (generation, confirmation_number);
+CREATE INDEX IF NOT EXISTS records_by_number_time ON records (generation, confirmation_number, requested_at DESC, record_id DESC);
 CREATE INDEX IF NOT EXISTS records_by_kind ON records (generation, kind, requested_at DESC, record_id DESC);
 CREATE INDEX IF NOT EXISTS records_by_outcome ON records (generation, outcome, requested_at DESC, record_id DESC);
 CREATE INDEX IF NOT EXISTS records_by_agent ON records (generation, agent_id, requested_at DESC, record_id DESC);
