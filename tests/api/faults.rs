@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use callproof::simulate::media::MediaServer;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -235,6 +235,64 @@ async fn two_instances_on_one_bucket_with_alternating_webhooks_keep_one_record_p
         "both instances answered webhooks: {voice:?}"
     );
     assert_exactly_these_records(&a, &ids).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_on_one_bucket_and_one_postgres_index_find_each_others_records() {
+    assert!(
+        std::env::var("TEST_POSTGRES_URL").is_ok(),
+        "this test needs PostgreSQL: run scripts/test, which starts one, or set TEST_POSTGRES_URL"
+    );
+    let s3 = crate::s3::start_moto();
+    let (_proxy, a, b) = two_instances(&s3, "search").await;
+    let mut ids = Vec::new();
+    for app in [&a, &b, &a, &b] {
+        let created = app.create(&billing_request()).await;
+        app.call(created["transfer_url"].as_str().unwrap(), &["1"])
+            .await;
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        a.wait_record(id, complete).await;
+    }
+    for (name, app) in [("a", &a), ("b", &b)] {
+        let status: Value = app
+            .get_with("/v1/status", Some(ADMIN_KEY))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            status["index"]["backend"]
+                .as_str()
+                .unwrap()
+                .starts_with("PostgreSQL"),
+            "{status}"
+        );
+        let page: Value = app
+            .post_json(
+                "/v1/records/search",
+                Some(COMPLIANCE_KEY),
+                &json!({"phone": "+15551230001"}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let mut found: Vec<String> = page["records"]
+            .as_array()
+            .unwrap_or_else(|| panic!("instance {name}: {page}"))
+            .iter()
+            .map(|r| {
+                assert_eq!(r["state"], "ok", "{r}");
+                r["record_id"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        found.sort();
+        let mut all = ids.clone();
+        all.sort();
+        assert_eq!(found, all, "instance {name} finds every record: {page}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

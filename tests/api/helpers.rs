@@ -78,6 +78,11 @@ pub async fn test_env(data_dir: &Path, opts: Options) -> Vec<(String, String)> {
         ),
         ("CALLPROOF_TOKEN_SECRET".into(), TOKEN_SECRET.into()),
         ("CALLPROOF_CALLBACK_SECRET".into(), CALLBACK_SECRET.into()),
+        // Instances sharing one index must share its phone secret.
+        (
+            "CALLPROOF_INDEX_PHONE_SECRET".into(),
+            "test-index-phone-secret-0123456789abcdef".into(),
+        ),
         ("CALLPROOF_MAX_BODY_BYTES".into(), "16384".into()),
         // A server stopped in a test leaves its job leases behind; the next
         // one takes them over after this.

@@ -180,11 +180,17 @@ pub async fn bucket(endpoint: &str, name: &str, object_lock: bool) -> S3Store {
 /// bucket must share one index: with `TEST_POSTGRES_URL` (scripts/test
 /// starts PostgreSQL) a database of the bucket's own there; without it the
 /// embedded SQLite index, which allows one instance per bucket.
-pub fn index_options(bucket: &str) -> Vec<(&'static str, String)> {
+pub fn index_options(endpoint: &str, bucket: &str) -> Vec<(&'static str, String)> {
     let Ok(url) = std::env::var("TEST_POSTGRES_URL") else {
         return vec![("CALLPROOF_INDEX_SINGLE_INSTANCE", "true".into())];
     };
-    let db = format!("cp_{}", bucket.replace('-', "_").to_ascii_lowercase());
+    // One database per bucket of one S3 server: the same bucket name on
+    // another server (another test, another pass) is another store.
+    let server: String = endpoint.chars().filter(char::is_ascii_digit).collect();
+    let db = format!(
+        "cp_{}_{server}",
+        bucket.replace('-', "_").to_ascii_lowercase()
+    );
     // CREATE DATABASE has no IF NOT EXISTS: a second instance finds it made.
     let out = std::process::Command::new("psql")
         .arg(&url)
@@ -203,7 +209,7 @@ pub fn index_options(bucket: &str) -> Vec<(&'static str, String)> {
 
 /// The environment that puts a test server on a bucket.
 pub fn s3_options(endpoint: &str, bucket: &str) -> Options {
-    let mut extra = index_options(bucket);
+    let mut extra = index_options(endpoint, bucket);
     extra.extend(vec![
         ("CALLPROOF_STORE", "s3".into()),
         ("CALLPROOF_S3_BUCKET", bucket.into()),
