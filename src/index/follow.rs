@@ -27,6 +27,9 @@ use crate::jobs::lease::{Leases, Take};
 use crate::record::ConfirmationRecord;
 use crate::store::{ObjectKey, ObjectStore};
 
+/// Pending objects indexed in one transaction.
+const APPLY_BATCH: usize = 1000;
+
 /// Objects read at once from the store while following seals.
 const READ_AHEAD: usize = 16;
 
@@ -385,6 +388,7 @@ impl Indexer {
         done.retain(|k| listed.contains(k));
         let mut changes = Vec::new();
         let mut taken = Vec::new();
+        let mut applied = 0;
         for marker in markers {
             if done.contains(marker.as_str()) {
                 continue;
@@ -419,10 +423,18 @@ impl Indexer {
                 changes.push(c);
             }
             taken.push(marker.as_str().to_owned());
+            // Many pending objects (a large store before its first seal)
+            // go in in batches, so memory stays small and progress is kept.
+            if taken.len() >= APPLY_BATCH {
+                self.index.apply(generation, &changes, None).await?;
+                applied += changes.len();
+                changes.clear();
+                done.extend(taken.drain(..));
+            }
         }
         self.index.apply(generation, &changes, None).await?;
         done.extend(taken);
-        Ok(changes.len())
+        Ok(applied + changes.len())
     }
 
     /// Brings the index up to the store: rebuilds it when it was never built
