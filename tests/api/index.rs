@@ -273,3 +273,58 @@ async fn a_changed_index_row_never_changes_what_search_shows() {
         "{all:?}"
     );
 }
+
+/// The settings of a server on `bucket` of `s3` with the embedded SQLite
+/// index (whatever index the test run would give it), on `dir`.
+async fn sqlite_on_s3(
+    s3: &crate::s3::S3Server,
+    bucket: &str,
+    dir: &Path,
+    single: bool,
+) -> Result<callproof::server::Application, String> {
+    let mut opts = crate::s3::s3_options(&s3.endpoint, bucket);
+    opts.extra
+        .retain(|(k, _)| !k.starts_with("CALLPROOF_INDEX_"));
+    if single {
+        opts.extra
+            .push(("CALLPROOF_INDEX_SINGLE_INSTANCE", "true".into()));
+    }
+    let env = test_env(dir, opts).await;
+    callproof::server::Application::build(test_config(dir, &env))
+        .await
+        .map_err(|e| format!("{e:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_s3_the_embedded_index_needs_the_single_instance_promise_and_holds_the_bucket() {
+    let s3 = crate::s3::start_moto();
+    crate::s3::bucket(&s3.endpoint, "sqlite", true).await;
+    let first_dir = tempfile::tempdir().unwrap();
+    let refused = sqlite_on_s3(&s3, "sqlite", first_dir.path(), false)
+        .await
+        .err()
+        .expect("SQLite on S3 without the promise is refused");
+    assert!(refused.contains("CALLPROOF_INDEX_URL"), "{refused}");
+    assert!(
+        refused.contains("CALLPROOF_INDEX_SINGLE_INSTANCE"),
+        "{refused}"
+    );
+
+    let first = sqlite_on_s3(&s3, "sqlite", first_dir.path(), true)
+        .await
+        .expect("one instance with its SQLite index starts");
+    // A second instance, with an index file of its own, is refused while
+    // the first holds the bucket's lease.
+    let second_dir = tempfile::tempdir().unwrap();
+    let refused = sqlite_on_s3(&s3, "sqlite", second_dir.path(), true)
+        .await
+        .err()
+        .expect("a second instance with its own SQLite index is refused");
+    assert!(refused.contains("another instance"), "{refused}");
+    assert!(refused.contains("CALLPROOF_INDEX_URL"), "{refused}");
+    // The first restarts on its own data directory: the lease is its index file's.
+    drop(first);
+    sqlite_on_s3(&s3, "sqlite", first_dir.path(), true)
+        .await
+        .expect("the same index file restarts at once");
+}
