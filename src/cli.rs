@@ -943,6 +943,13 @@ async fn records_cmd(args: RecordsArgs) -> anyhow::Result<ExitCode> {
                     shown += 1;
                     if *json {
                         println!("{r}");
+                    } else if r["state"] != "ok" {
+                        // Purged, missing or not as indexed: only the id and why.
+                        println!(
+                            "{:<32}  {}",
+                            r["record_id"].as_str().unwrap_or_default(),
+                            r["state"].as_str().unwrap_or_default()
+                        );
                     } else {
                         let f = |k: &str| {
                             r[k].as_str()
