@@ -466,7 +466,8 @@ async fn open_index(
     let leases = Leases::new(
         queue.store().clone(),
         format!("sqlite-index-{id}"),
-        Duration::from_secs(config.job_lease_secs),
+        // Renewed by every catch-up: it must outlast several of them.
+        Duration::from_secs(config.job_lease_secs.max(6 * config.index_catchup_secs)),
     );
     if let Take::Busy(holder) = leases
         .take(SQLITE_LEASE, time::OffsetDateTime::now_utc())

@@ -347,14 +347,25 @@ pub async fn search_post(
 /// What a search shows of one index row: the record as stored, or why not.
 async fn shown(s: &AppState, filter: &Filter, row: &index::Row) -> Result<Option<Value>, ApiError> {
     let state_only = |state: &str| json!({ "record_id": row.record_id, "state": state });
-    if row.purged {
-        return Ok(Some(state_only("purged")));
-    }
     // An index row is not trusted to hold an id: it becomes a key only parsed.
     let Some(id) = Indexer::record_id(&row.record_id) else {
         tracing::warn!(record_id = %row.record_id, "an index row names no valid record id; rebuild the index (`callproof index rebuild`)");
         return Ok(None);
     };
+    if row.purged {
+        // Purged only where a tombstone says so.
+        let tombstone = crate::evidence::tombstone::tombstone_key(id.as_str())?;
+        let state = match s.store.head(&tombstone).await {
+            Ok(Some(_)) => "purged",
+            Ok(None) => "evidence_problem",
+            Err(e) => {
+                return Err(ApiError::Unavailable(format!(
+                    "cannot read {tombstone}: {e}"
+                )))
+            }
+        };
+        return Ok(Some(state_only(state)));
+    }
     let Some(bytes) = s.records.version_bytes(&id, row.version).await? else {
         return Ok(Some(state_only("missing")));
     };
@@ -364,7 +375,27 @@ async fn shown(s: &AppState, filter: &Filter, row: &index::Row) -> Result<Option
     };
     // The index decides which records, the store what they say: a row whose
     // record does not match the search is stale or changed, and left out.
-    if !filter.matches(&record) {
+    let mut matches = filter.matches(&record);
+    if matches {
+        if let Some(phone) = &filter.phone {
+            // The record keeps only the masked number; the request has it.
+            let request = s.confirmations.request(&id).await?;
+            matches = request.is_some_and(|r| r.customer.phone == *phone);
+        }
+    }
+    if matches {
+        if let Some(held) = filter.held {
+            let keys = s
+                .indexer
+                .trusted_keys()
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            let holds =
+                crate::evidence::hold::read_holds(s.store.as_ref(), &keys, id.as_str()).await?;
+            matches = holds.held() == held;
+        }
+    }
+    if !matches {
         tracing::warn!(record_id = %row.record_id, "an index row does not match its record; `callproof index rebuild` repairs the index");
         return Ok(None);
     }

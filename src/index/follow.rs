@@ -8,6 +8,7 @@
 //! makes the index rebuild itself into a new generation.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,13 +20,18 @@ use crate::confirmations::ConfirmationRequest;
 use crate::domain::ConfirmationId;
 use crate::evidence::hold::{HoldFact, HoldState};
 use crate::evidence::keys::PublicKey;
-use crate::evidence::objects::{read_signed, sha256_hex, Marker, MARKER_PREFIX};
-use crate::evidence::seal::{seal_key, Seal};
+use crate::evidence::objects::{read_signed, sha256_hex, signature_key, Marker, MARKER_PREFIX};
+use crate::evidence::seal::{seal_key, Seal, NO_PREVIOUS};
 use crate::evidence::tombstone::Tombstone;
 use crate::evidence::trust::Trust;
 use crate::jobs::lease::{Leases, Take};
-use crate::record::ConfirmationRecord;
+use crate::record::{is_unsigned_v1, ConfirmationRecord};
 use crate::store::{ObjectKey, ObjectStore};
+
+/// One rebuild of the index at a time per store: the lease on it lasts this
+/// long past its last renewal (each seal read renews it).
+pub const REBUILD_LEASE: &str = "index-rebuild";
+const REBUILD_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Pending objects indexed in one transaction.
 const APPLY_BATCH: usize = 1000;
@@ -53,9 +59,12 @@ pub struct Indexer {
     phones: PhoneKey,
     trust: Trust,
     keys: RwLock<Vec<PublicKey>>,
-    pending_done: Mutex<HashSet<String>>,
+    /// Markers whose objects were applied, and to which generation.
+    pending_done: Mutex<(u64, HashSet<String>)>,
     running: Mutex<()>,
     lease: Option<Leases>,
+    lease_lost: AtomicBool,
+    rebuilds: Leases,
 }
 
 /// The kind of evidence object a key names, with what its path says.
@@ -103,15 +112,18 @@ impl Indexer {
         phones: PhoneKey,
         trust: Trust,
     ) -> Indexer {
+        let store_for_leases = store.clone();
         Indexer {
             store,
             index,
             phones,
             trust,
             keys: RwLock::new(Vec::new()),
-            pending_done: Mutex::new(HashSet::new()),
+            pending_done: Mutex::new((0, HashSet::new())),
             running: Mutex::new(()),
             lease: None,
+            lease_lost: AtomicBool::new(false),
+            rebuilds: Leases::new(store_for_leases, Leases::instance_name(), REBUILD_LEASE_TTL),
         }
     }
 
@@ -133,6 +145,9 @@ impl Indexer {
 
     /// The index's state, with the reason searches must not use it, if any.
     pub async fn usable(&self) -> Result<IndexState, IndexError> {
+        if self.lease_lost.load(Ordering::Relaxed) {
+            return Err(IndexError("another instance holds the SQLite index lease on this bucket, so this instance's index no longer sees every write: run one instance, or give every instance one PostgreSQL index with CALLPROOF_INDEX_URL".into()));
+        }
         let state = self.index.state().await?;
         if state.generation == 0 {
             return Err(IndexError(
@@ -167,6 +182,19 @@ impl Indexer {
         if let Err(e) = result {
             tracing::warn!(key = %key, error = %e, "search index not updated for a new object; the next catch-up will add it");
         }
+    }
+
+    /// The keys this indexer trusts, read from the seal chain once and kept.
+    pub async fn trusted_keys(&self) -> Result<Vec<PublicKey>, IndexError> {
+        let known = self.keys.read().await.clone();
+        if !known.is_empty() {
+            return Ok(known);
+        }
+        let fresh = crate::evidence::verify::trusted_keys(self.store.as_ref(), &self.trust)
+            .await
+            .map_err(|e| IndexError(format!("cannot read the trusted keys: {e}")))?;
+        *self.keys.write().await = fresh.clone();
+        Ok(fresh)
     }
 
     async fn trusted(&self, bytes: &[u8], sig: Option<&Bytes>) -> Result<bool, IndexError> {
@@ -275,11 +303,14 @@ impl Indexer {
     }
 
     /// Reads `key` and its signature and answers its change when it is
-    /// trusted (or `unsigned_ok`, in the backfill seal).
+    /// trusted: signed by a trusted key, or an unsigned format-1 record
+    /// listed in the backfill seal (`backfill`). `sealed_sha256`, the hash a
+    /// seal lists for it, must match the bytes read.
     async fn read_change(
         &self,
         key: &str,
-        unsigned_ok: bool,
+        sealed_sha256: Option<&str>,
+        backfill: bool,
     ) -> Result<Option<Change>, IndexError> {
         if !followed(key) {
             return Ok(None);
@@ -292,11 +323,13 @@ impl Indexer {
             tracing::warn!(key, "a sealed object is missing from the store: not indexed; `callproof records verify --all` reports it");
             return Ok(None);
         };
-        let signed = self.trusted(&bytes, sig.as_ref()).await?;
-        let format_one = unsigned_ok && key.starts_with("records/");
+        let as_sealed = sealed_sha256.is_none_or(|h| h == sha256_hex(&bytes));
+        let signed = as_sealed && self.trusted(&bytes, sig.as_ref()).await?;
+        let format_one =
+            as_sealed && backfill && key.starts_with("records/") && is_unsigned_v1(&bytes);
         if !signed && !format_one {
             if key.starts_with("holds/") {
-                // An unsigned hold fact still holds (see `evidence::hold`).
+                // A hold fact that does not count still holds (see `evidence::hold`).
                 return self.change(key, &bytes).await.map(|c| match c {
                     Some(Change::Hold { record_id, n, .. }) => Some(Change::Hold {
                         record_id,
@@ -306,14 +339,62 @@ impl Indexer {
                     other => other,
                 });
             }
-            tracing::warn!(key, "an object not signed by a trusted key: not indexed; `callproof records verify --all` reports it");
+            let why = if as_sealed {
+                "an object not signed by a trusted key"
+            } else {
+                "an object changed since it was sealed"
+            };
+            tracing::warn!(
+                key,
+                "{why}: not indexed; `callproof records verify --all` reports it"
+            );
             return Ok(None);
         }
         self.change(key, &bytes).await
     }
 
-    /// Seal `n` and its hash, or `None` when there is none.
-    async fn seal(&self, n: u64) -> Result<Option<(Seal, SealMark)>, IndexError> {
+    /// Seal `n`, checked before anything it lists is indexed: its number, its
+    /// link to `previous` (the seal before it), and its signature by a
+    /// trusted key. `None` when there is no seal `n`.
+    async fn checked_seal(
+        &self,
+        n: u64,
+        previous: &SealMark,
+    ) -> Result<Option<(Seal, SealMark)>, IndexError> {
+        let Some((seal, mark, bytes)) = self.seal_bytes(n).await? else {
+            return Ok(None);
+        };
+        let refuse = |why: String| {
+            Err(IndexError(format!(
+                "seal {n} {why}: the search index stops before it; `callproof records verify --all` names the problem"
+            )))
+        };
+        if seal.seal != n {
+            return refuse(format!("says it is seal {}", seal.seal));
+        }
+        let linked = if n == 1 {
+            seal.previous == NO_PREVIOUS
+        } else {
+            previous.seal + 1 == n && seal.previous == previous.sha256
+        };
+        if !linked {
+            return refuse("does not link to the seal before it".into());
+        }
+        let key = seal_key(n).map_err(|e| IndexError(e.to_string()))?;
+        let sig_key = signature_key(&key, &bytes).map_err(|e| IndexError(e.to_string()))?;
+        let sig = self
+            .store
+            .get(&sig_key)
+            .await
+            .map_err(|e| IndexError(format!("cannot read {sig_key}: {e}")))?;
+        if !self.trusted(&bytes, sig.as_ref()).await? {
+            return refuse("is not signed by a trusted key".into());
+        }
+        Ok(Some((seal, mark)))
+    }
+
+    /// Seal `n`, its hash and bytes, or `None` when there is none.
+    async fn seal_bytes(&self, n: u64) -> Result<Option<(Seal, SealMark, Bytes)>, IndexError> {
         let key = seal_key(n).map_err(|e| IndexError(e.to_string()))?;
         let Some(bytes) = self
             .store
@@ -329,22 +410,29 @@ impl Indexer {
             seal: n,
             sha256: sha256_hex(&bytes),
         };
-        Ok(Some((seal, mark)))
+        Ok(Some((seal, mark, bytes)))
+    }
+
+    /// Seal `n` and its hash, or `None` when there is none.
+    async fn seal(&self, n: u64) -> Result<Option<(Seal, SealMark)>, IndexError> {
+        Ok(self.seal_bytes(n).await?.map(|(s, m, _)| (s, m)))
     }
 
     /// The changes of every followed object a seal lists.
     async fn seal_changes(&self, seal: &Seal) -> Result<Vec<Change>, IndexError> {
-        let keys: Vec<&str> = seal
+        let listed: Vec<(&str, &str)> = seal
             .objects
             .iter()
-            .map(|o| o.key.as_str())
-            .filter(|k| followed(k))
+            .filter(|o| followed(&o.key))
+            .map(|o| (o.key.as_str(), o.sha256.as_str()))
             .collect();
+        // Only the first seal is a backfill seal, whatever a seal says.
+        let backfill = seal.backfill && seal.seal == 1;
         let mut changes = Vec::new();
-        for chunk in keys.chunks(READ_AHEAD) {
+        for chunk in listed.chunks(READ_AHEAD) {
             let reads: Vec<_> = chunk
                 .iter()
-                .map(|k| self.read_change(k, seal.backfill))
+                .map(|(k, sha)| self.read_change(k, Some(sha), backfill))
                 .collect();
             changes.extend(try_join_all(reads).await?.into_iter().flatten());
         }
@@ -360,10 +448,16 @@ impl Indexer {
         move_mark: bool,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(SealMark, u64, usize), IndexError> {
+        // Following into a generation that is not current is a rebuild.
+        let rebuilding = !move_mark;
         let mut mark = from;
         let mut seals = 0;
         let mut applied = 0;
-        while let Some((seal, next)) = self.seal(mark.seal + 1).await? {
+        while let Some((seal, next)) = self.checked_seal(mark.seal + 1, &mark).await? {
+            self.renew_lease().await?;
+            if rebuilding {
+                self.take_rebuild_lease().await?;
+            }
             let changes = self.seal_changes(&seal).await?;
             applied += changes.len();
             self.index
@@ -383,7 +477,13 @@ impl Indexer {
             .list(MARKER_PREFIX)
             .await
             .map_err(|e| IndexError(format!("cannot list {MARKER_PREFIX}: {e}")))?;
-        let mut done = self.pending_done.lock().await;
+        let mut guard = self.pending_done.lock().await;
+        // Markers applied to another generation (before a rebuild here or in
+        // another process) are applied again to this one.
+        if guard.0 != generation {
+            *guard = (generation, HashSet::new());
+        }
+        let done = &mut guard.1;
         let listed: HashSet<String> = markers.iter().map(|k| k.as_str().to_owned()).collect();
         done.retain(|k| listed.contains(k));
         let mut changes = Vec::new();
@@ -419,7 +519,7 @@ impl Indexer {
             {
                 continue;
             }
-            if let Some(c) = self.read_change(&m.key, false).await? {
+            if let Some(c) = self.read_change(&m.key, None, false).await? {
                 changes.push(c);
             }
             taken.push(marker.as_str().to_owned());
@@ -437,27 +537,36 @@ impl Indexer {
         Ok(applied + changes.len())
     }
 
+    /// Renews the SQLite index lease, where there is one; a lost lease makes
+    /// searches answer 503 until it is held again.
+    async fn renew_lease(&self) -> Result<(), IndexError> {
+        let Some(lease) = &self.lease else {
+            return Ok(());
+        };
+        match lease
+            .take(super::SQLITE_LEASE, time::OffsetDateTime::now_utc())
+            .await
+        {
+            Ok(Take::Held(_)) => {
+                self.lease_lost.store(false, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Take::Busy(other)) => {
+                self.lease_lost.store(true, Ordering::Relaxed);
+                Err(IndexError(format!("another instance ({}) took the SQLite index lease on this bucket: this instance's index no longer sees every write; run one instance, or use CALLPROOF_INDEX_URL", other.owner)))
+            }
+            Err(e) => Err(IndexError(format!(
+                "cannot renew the SQLite index lease: {e}"
+            ))),
+        }
+    }
+
     /// Brings the index up to the store: rebuilds it when it was never built
     /// or no longer matches the seal chain, then reads every new seal and
     /// every object awaiting one.
     pub async fn catch_up(&self) -> Result<CatchUp, IndexError> {
         let _one = self.running.lock().await;
-        if let Some(lease) = &self.lease {
-            match lease
-                .take(super::SQLITE_LEASE, time::OffsetDateTime::now_utc())
-                .await
-            {
-                Ok(Take::Held(_)) => {}
-                Ok(Take::Busy(other)) => {
-                    return Err(IndexError(format!("another instance ({}) took the SQLite index lease on this bucket: this instance's index no longer sees every write; run one instance, or use CALLPROOF_INDEX_URL", other.owner)));
-                }
-                Err(e) => {
-                    return Err(IndexError(format!(
-                        "cannot renew the SQLite index lease: {e}"
-                    )))
-                }
-            }
-        }
+        self.renew_lease().await?;
         let state = self.index.state().await?;
         let fingerprint = self.phones.fingerprint();
         if state.generation > 0 && state.phone_fingerprint.as_deref() != Some(fingerprint.as_str())
@@ -509,7 +618,36 @@ impl Indexer {
         self.rebuild_locked(progress).await
     }
 
+    /// Takes (or renews) the store's rebuild lease: a second rebuild of the
+    /// same index would drop the first one's new generation as it starts.
+    async fn take_rebuild_lease(&self) -> Result<(), IndexError> {
+        match self
+            .rebuilds
+            .take(REBUILD_LEASE, time::OffsetDateTime::now_utc())
+            .await
+        {
+            Ok(Take::Held(_)) => Ok(()),
+            Ok(Take::Busy(other)) => Err(IndexError(format!(
+                "another process ({}) is rebuilding the search index, until {} at the latest; wait for it to finish",
+                other.owner, other.expires_at
+            ))),
+            Err(e) => Err(IndexError(format!("cannot take the rebuild lease: {e}"))),
+        }
+    }
+
     async fn rebuild_locked(
+        &self,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(u64, usize), IndexError> {
+        self.take_rebuild_lease().await?;
+        let result = self.rebuild_leased(progress).await;
+        if let Err(e) = self.rebuilds.release(REBUILD_LEASE).await {
+            tracing::warn!(error = %e, "cannot release the rebuild lease; it expires by itself");
+        }
+        result
+    }
+
+    async fn rebuild_leased(
         &self,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(u64, usize), IndexError> {
@@ -517,7 +655,6 @@ impl Indexer {
         let (mark, seals, mut changes) = self
             .follow_seals(generation, SealMark::none(), false, progress)
             .await?;
-        self.pending_done.lock().await.clear();
         changes += self.follow_pending(generation).await?;
         self.index
             .switch_generation(generation, &mark, &self.phones.fingerprint())

@@ -257,10 +257,35 @@ async fn a_changed_index_row_never_changes_what_search_shows() {
     .unwrap();
     // The record read from the store does not match the filter: not shown.
     assert!(answers(&app, "account_id=ACC-9", None).await.is_empty());
+    // Nor does a phone, a hold or a purge the index alone claims.
+    db.execute(
+        "UPDATE records SET phone_hmac = 'forged' WHERE record_id = ?1",
+        [&ids[0]],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO holds (generation, record_id, hold_n, held)
+         SELECT generation, record_id, 99, 1 FROM records WHERE record_id = ?1",
+        [&ids[2]],
+    )
+    .unwrap();
+    assert!(answers(&app, "held=true", None).await.is_empty());
+    let by_phone = answers(&app, "", Some(json!({"phone": "+15551230001"}))).await;
+    assert_eq!(by_phone.len(), 2, "{by_phone:?}");
+    db.execute(
+        "UPDATE records SET purged = 1 WHERE record_id = ?1",
+        [&ids[0]],
+    )
+    .unwrap();
     // A record whose bytes differ from what was indexed is named, not shown.
     let all = answers(&app, "", None).await;
     let state = |id: &str| all.iter().find(|r| r.0 == id).map(|r| r.2.clone());
     assert_eq!(state(&ids[1]), Some(json!("evidence_problem")));
+    assert_eq!(
+        state(&ids[0]),
+        Some(json!("evidence_problem")),
+        "purged in the index, but no tombstone in the store"
+    );
     assert_eq!(state(&ids[2]), Some(json!("ok")));
 
     // A record deleted from the store stays in search as missing.
@@ -327,4 +352,124 @@ async fn on_s3_the_embedded_index_needs_the_single_instance_promise_and_holds_th
     sqlite_on_s3(&s3, "sqlite", first_dir.path(), true)
         .await
         .expect("the same index file restarts at once");
+}
+
+#[tokio::test]
+async fn a_seal_planted_in_the_store_puts_nothing_in_search() {
+    let app = spawn_with(Options {
+        extra: vec![("CALLPROOF_INDEX_CATCHUP_SECS", "1".into())],
+        ..Options::default()
+    })
+    .await;
+    let ids = recorded_calls(&app).await;
+    let head = app.seal_all().await;
+    // A store writer plants an unsigned format-1 record of another account
+    // and a "backfill" seal after the head that lists it with its hash.
+    let real_key = format!("records/{}/v0001.json", ids[0]);
+    let real = app
+        .store
+        .get(&callproof::store::ObjectKey::new(real_key.as_str()).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let planted_id = callproof::domain::ConfirmationId::generate().to_string();
+    let mut record: Value = serde_json::from_slice(&real).unwrap();
+    record["schema"] = json!("callproof.confirmation-record.v1");
+    record["signing_key"] = Value::Null;
+    record["record_id"] = json!(planted_id);
+    record["confirmation"]["id"] = json!(planted_id);
+    record["confirmation"]["account_id"] = json!("ACC-PLANTED");
+    let bytes = serde_json::to_vec_pretty(&record).unwrap();
+    let planted_key = format!("records/{planted_id}/v0001.json");
+    let put = |key: String, bytes: Vec<u8>| {
+        let store = app.store.clone();
+        async move {
+            store
+                .create(
+                    &callproof::store::ObjectKey::new(key.as_str()).unwrap(),
+                    bytes.into(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    put(planted_key.clone(), bytes.clone()).await;
+    let seal = json!({
+        "schema": "callproof.seal.v1",
+        "seal": head.seal + 1,
+        "previous": head.sha256,
+        "at": "2026-12-01T00:00:00Z",
+        "signing_key": "0".repeat(64),
+        "backfill": true,
+        "objects": [{
+            "key": planted_key,
+            "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+            "size": bytes.len(),
+        }],
+        "missing": [],
+        "timestamp": null,
+    });
+    put(
+        format!("seals/{:020}.json", head.seal + 1),
+        serde_json::to_vec_pretty(&seal).unwrap(),
+    )
+    .await;
+    // Catch-ups run every second: give them several.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        answers(&app, "account_id=ACC-PLANTED", None)
+            .await
+            .is_empty(),
+        "a planted record was indexed"
+    );
+    let status: Value = app
+        .get_with("/v1/status", Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status["index"]["last_seal"],
+        json!(head.seal),
+        "the index stops before the unsigned seal: {status}"
+    );
+    assert_eq!(answers(&app, "", None).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_rebuild_waits_for_another_rebuild_of_the_same_store() {
+    let app = spawn_app().await;
+    recorded_calls(&app).await;
+    let dir = app.data_dir.clone();
+    let store = app.store.clone();
+    let tmp = app.stop().await;
+    // Another process is rebuilding: it holds the store's rebuild lease.
+    let other =
+        callproof::jobs::lease::Leases::new(store, "other-host-1".into(), Duration::from_secs(300));
+    other
+        .take(
+            callproof::index::follow::REBUILD_LEASE,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    let env = test_env(&dir, Options::default()).await;
+    let out = tokio::process::Command::new(BIN)
+        .args(["index", "rebuild", "--data-dir"])
+        .arg(&dir)
+        .current_dir(&dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("other-host-1"), "{stderr}");
+    assert!(
+        stderr.contains("is rebuilding the search index"),
+        "{stderr}"
+    );
+    drop(tmp);
 }
