@@ -89,6 +89,8 @@ pub async fn grant(
         kind: GrantKind::Export,
         session: None,
         session_expires: None,
+        session_key: None,
+        session_role: None,
     };
     Ok(Json(playback::issue(&s, &key, grant)))
 }

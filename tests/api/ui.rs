@@ -527,15 +527,47 @@ async fn a_signed_out_session_and_its_playback_urls_are_refused_and_the_sign_out
     );
 }
 
+/// A URL another instance answered, on `app`.
+fn on(app: &TestApp, url: &str) -> String {
+    let path = url.find("/v1/").expect("an API URL");
+    format!("{}{}", app.base, &url[path..])
+}
+
 #[tokio::test]
 async fn a_session_ends_when_its_key_is_removed_or_changes_role_and_lives_on_another_instance() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let app = spawn_in(tmp.path(), Options::default()).await;
     let compliance = sign_in(&app, COMPLIANCE_KEY).await;
     let admin = sign_in(&app, ADMIN_KEY).await;
+    // A playback URL issued to the compliance session, an export URL to the admin one.
+    let (id, _) = app.recorded_call(&["press:1"]).await;
+    let resp = page_post(
+        &app,
+        &format!("/v1/records/{id}/playback"),
+        &compliance,
+        &json!({"reason": "before the key is removed"}),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let audio_url = resp.json::<Value>().await.expect("JSON")["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    let resp = page_post(
+        &app,
+        &format!("/v1/records/{id}/export-grant"),
+        &admin,
+        &json!({"reason": "before the key changes role"}),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let export_url = resp.json::<Value>().await.expect("JSON")["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
     app.stop().await;
 
-    // Another instance with the same secret and keys accepts both.
+    // Another instance with the same secret and keys accepts both, and their URLs.
     let app = spawn_in(tmp.path(), Options::default()).await;
     for c in [&compliance, &admin] {
         assert_eq!(
@@ -543,6 +575,19 @@ async fn a_session_ends_when_its_key_is_removed_or_changes_role_and_lives_on_ano
             200
         );
     }
+    let resp = browser()
+        .get(on(&app, &audio_url))
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 206);
+    let resp = browser()
+        .get(on(&app, &export_url))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 200);
     app.stop().await;
 
     // The compliance key removed, the admin key now only compliance.
@@ -558,6 +603,17 @@ async fn a_session_ends_when_its_key_is_removed_or_changes_role_and_lives_on_ano
     for c in [&compliance, &admin] {
         let resp = page_get(&app, "/v1/records", c).await;
         assert_eq!(resp.status().as_u16(), 401);
+        assert!(error_of(resp).await.contains("no longer configured"));
+    }
+    // Nor do the URLs issued to those sessions work, long before they expire.
+    for url in [&audio_url, &export_url] {
+        let resp = browser()
+            .get(on(&app, url))
+            .header("range", "bytes=0-9")
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(resp.status().as_u16(), 403, "{url}");
         assert!(error_of(resp).await.contains("no longer configured"));
     }
     // Signing in again gives the key's new role.

@@ -240,7 +240,9 @@ pub async fn authenticate(
 }
 
 /// Refuses a grant issued to a session that has ended (expired or signed
-/// out); grants issued to a key pass.
+/// out) or whose key is no longer configured with the role it had when the
+/// grant was issued (a grant that does not name its key included); grants
+/// issued to a key pass.
 pub async fn grant_session_alive(s: &AppState, grant: &Grant) -> Result<(), Response> {
     let Some(sid) = &grant.session else {
         return Ok(());
@@ -248,6 +250,17 @@ pub async fn grant_session_alive(s: &AppState, grant: &Grant) -> Result<(), Resp
     let now = OffsetDateTime::now_utc().unix_timestamp();
     if grant.session_expires.is_none_or(|exp| now >= exp) {
         return Err(GrantError::SessionEnded.into_response());
+    }
+    let configured = grant
+        .session_key
+        .as_deref()
+        .and_then(|d| hex::decode(d).ok())
+        .and_then(|d| <[u8; 32]>::try_from(d).ok())
+        .and_then(|d| s.keys.by_digest(&d))
+        .zip(grant.session_role)
+        .is_some_and(|(caller, role)| caller.role == role);
+    if !configured {
+        return Err(GrantError::KeyRemoved.into_response());
     }
     match s.ui.not_signed_out(sid).await {
         Ok(()) => Ok(()),
