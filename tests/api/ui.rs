@@ -1065,3 +1065,77 @@ async fn a_sign_out_that_cannot_be_written_is_an_error_and_the_session_stays() {
         "no fact was written"
     );
 }
+
+#[tokio::test]
+async fn playback_and_export_urls_neither_need_nor_refresh_the_session_cookie() {
+    let app = spawn_app().await;
+    let (id, _) = app.recorded_call(&["press:1"]).await;
+    let cookie = sign_in(&app, COMPLIANCE_KEY).await;
+    let mut urls = Vec::new();
+    for (route, reason) in [("playback", "replay"), ("export-grant", "export")] {
+        let resp = page_post(
+            &app,
+            &format!("/v1/records/{id}/{route}"),
+            &cookie,
+            &json!({ "reason": reason }),
+        )
+        .await;
+        assert_eq!(resp.status().as_u16(), 200, "{route}");
+        urls.push(
+            resp.json::<Value>().await.expect("JSON")["url"]
+                .as_str()
+                .expect("url")
+                .to_owned(),
+        );
+    }
+    // As an <audio> element asks for range after range: the cookie comes
+    // along, and the session's idle time must not start again.
+    for _ in 0..3 {
+        let resp = browser()
+            .get(&urls[0])
+            .header("cookie", &cookie)
+            .header("sec-fetch-site", "same-origin")
+            .header("range", "bytes=0-9")
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(resp.status().as_u16(), 206);
+        assert!(
+            set_cookie(&resp).is_none(),
+            "no cookie re-issued by a range request"
+        );
+    }
+    let resp = browser()
+        .get(&urls[1])
+        .header("cookie", &cookie)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(
+        set_cookie(&resp).is_none(),
+        "no cookie re-issued by a download"
+    );
+    // The grant decides: a cookie that would be refused does not stand in the way.
+    let resp = browser()
+        .get(&urls[0])
+        .header("cookie", "callproof_session=garbage")
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 206);
+    // Without a grant the cookie is the key, and its use is a use of the session.
+    let resp = browser()
+        .get(format!("{}/v1/records/{id}/audio", app.base))
+        .header("cookie", &cookie)
+        .header("x-callproof-ui", "1")
+        .header("x-callproof-reason", "listening from the page")
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 206);
+    assert!(set_cookie(&resp).is_some());
+}
