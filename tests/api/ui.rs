@@ -353,13 +353,16 @@ async fn the_cookie_stands_for_its_key_on_the_api_only_with_the_page_headers_and
     );
     assert!(after.iter().all(|e| e["reason"] != "csrf"));
 
-    // A compliance session is not an admin: no hold.
+    // A compliance session is not an admin: no hold. (Sent as the page sends
+    // every change, with a JSON body: a cookie request must say it is JSON
+    // unless it says it has no body.)
     let resp = browser()
         .put(format!("{}/v1/records/{id}/hold", app.base))
         .header("cookie", &cookie)
         .header("x-callproof-ui", "1")
         .header("origin", origin(&app))
         .header("x-callproof-reason", "trying")
+        .json(&json!({}))
         .send()
         .await
         .expect("sent");
@@ -372,6 +375,7 @@ async fn the_cookie_stands_for_its_key_on_the_api_only_with_the_page_headers_and
         .header("x-callproof-ui", "1")
         .header("origin", origin(&app))
         .header("x-callproof-reason", "dispute D-1 from the page")
+        .json(&json!({}))
         .send()
         .await
         .expect("sent");
@@ -1138,4 +1142,68 @@ async fn playback_and_export_urls_neither_need_nor_refresh_the_session_cookie() 
         .expect("sent");
     assert_eq!(resp.status().as_u16(), 206);
     assert!(set_cookie(&resp).is_some());
+}
+
+/// Sends `head` (request line and headers, no blank line) to `app` as raw
+/// HTTP/1.1 with no body, and answers the status.
+async fn raw_status(app: &TestApp, head: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = app
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&host)
+        .await
+        .expect("connects");
+    let text = format!("{head}\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(text.as_bytes()).await.expect("written");
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("an HTTP answer: {answer}"))
+}
+
+#[tokio::test]
+async fn a_session_request_that_changes_something_is_json_unless_it_says_it_has_no_body() {
+    let app = spawn_app().await;
+    let (id, _) = app.recorded_call(&["press:1"]).await;
+    let cookie = sign_in(&app, COMPLIANCE_KEY).await;
+    let common = format!(
+        "POST /v1/records/{id}/playback HTTP/1.1\r\nCookie: {cookie}\r\nX-Callproof-UI: 1\r\nOrigin: {}\r\nX-Callproof-Reason: raw request",
+        origin(&app)
+    );
+    // A type other than JSON, or no length at all: refused before anything is audited.
+    for extra in [
+        "\r\nContent-Type: text/plain",
+        "\r\nContent-Type: application/x-www-form-urlencoded",
+        "",
+        "\r\nContent-Type: text/plain\r\nContent-Length: 0",
+    ] {
+        assert_eq!(
+            raw_status(&app, &format!("{common}{extra}")).await,
+            415,
+            "{extra:?}"
+        );
+    }
+    let name = callproof::auth::derived_key_name(COMPLIANCE_KEY);
+    assert!(audit(&app, &format!("key={name}"))
+        .await
+        .iter()
+        .all(|e| e["action"] != "records.playback"));
+    // Saying it has no body, or sending JSON, it is served.
+    for extra in [
+        "\r\nContent-Length: 0",
+        "\r\nContent-Type: application/json\r\nContent-Length: 0",
+    ] {
+        assert_eq!(
+            raw_status(&app, &format!("{common}{extra}")).await,
+            200,
+            "{extra:?}"
+        );
+    }
 }
