@@ -1207,3 +1207,73 @@ async fn a_session_request_that_changes_something_is_json_unless_it_says_it_has_
         );
     }
 }
+
+/// Replaces an object's bytes, as a store writer can (delete, then write).
+async fn overwrite(app: &TestApp, key: &str, bytes: Vec<u8>) {
+    let key = callproof::store::ObjectKey::new(key).expect("key");
+    app.store.delete(&key).await.expect("delete");
+    app.store.create(&key, bytes.into()).await.expect("write");
+}
+
+#[tokio::test]
+async fn a_waveform_is_drawn_only_from_the_audio_the_record_names() {
+    let app = spawn_app().await;
+    let created = app.create(&billing_request()).await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    app.call_with_recording(
+        created["transfer_url"].as_str().expect("url"),
+        &["press:1"],
+        fixture("speech-8k-dual.wav"),
+    )
+    .await;
+    let record = app.wait_record(&id, complete).await;
+    let archival = record["recording"]["audio"]
+        .as_array()
+        .expect("audio")
+        .iter()
+        .find(|a| a["role"] == "archival")
+        .expect("an archival WAV")
+        .clone();
+    assert_eq!(archival["channels"], 2);
+    let key = archival["key"].as_str().expect("key").to_owned();
+    let path = format!("/v1/records/{id}/waveform");
+    let original = app
+        .store
+        .get(&callproof::store::ObjectKey::new(key.as_str()).expect("key"))
+        .await
+        .expect("store reads")
+        .expect("the WAV is stored")
+        .to_vec();
+    let fmt = original
+        .windows(4)
+        .position(|w| w == b"fmt ")
+        .expect("a fmt chunk");
+    let with_channels = |n: u16| {
+        let mut b = original.clone();
+        b[fmt + 10..fmt + 12].copy_from_slice(&n.to_le_bytes());
+        b
+    };
+    let mut quieter = original.clone();
+    let last = quieter.len() - 2;
+    quieter[last] ^= 0x40;
+    // A store writer changes two bytes to claim 65535 channels, claims one,
+    // or changes a sample: an evidence problem, never a timeline.
+    for (what, bytes, says) in [
+        ("65535 channels", with_channels(65535), "65535 channels"),
+        ("one channel", with_channels(1), "1 channel"),
+        ("a changed sample", quieter, "differs from the record"),
+    ] {
+        overwrite(&app, &key, bytes).await;
+        let resp = app.get_with(&path, Some(COMPLIANCE_KEY)).await;
+        assert_eq!(resp.status().as_u16(), 409, "{what}");
+        let error = error_of(resp).await;
+        assert!(error.contains(says), "{what}: {error}");
+        assert!(
+            error.contains("callproof records verify"),
+            "{what}: {error}"
+        );
+    }
+    overwrite(&app, &key, original).await;
+    let resp = app.get_with(&path, Some(COMPLIANCE_KEY)).await;
+    assert_eq!(resp.status().as_u16(), 200);
+}
