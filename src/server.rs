@@ -298,6 +298,7 @@ impl Application {
             credentials,
             config,
             last_probe_failure: std::sync::Mutex::new(None),
+            waveforms: tokio::sync::Semaphore::new(crate::http::waveform::CONCURRENT),
         };
         Ok(Application {
             listener,

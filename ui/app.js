@@ -526,6 +526,7 @@
     if (records.length) {
       const rows = records.map((r) => {
         const id = typeof r.record_id === 'string' ? r.record_id : '';
+        if ('state' in r && r.state !== 'ok') return stateRow(id, r.state);
         const number = text(r.confirmation_number);
         const first = ID_RE.test(id) ? link(`/ui/records/${id}`, {}, number === '—' ? id : number) : number;
         return h(
@@ -603,8 +604,32 @@
   }
 
   function statusTag(status) {
-    const cls = { complete: 'ok', incomplete: 'warn', missing: 'bad', 'evidence problem': 'bad', evidence_problem: 'bad', purged: 'warn' }[status] || '';
+    const cls = { complete: 'ok', incomplete: 'warn', missing: 'bad', 'missing from the store': 'bad', 'evidence problem': 'bad', evidence_problem: 'bad', purged: 'warn' }[status] || '';
     return h('span', { class: `tag ${cls}`.trim() }, text(status));
+  }
+
+  /** What a result the search index knows but the store does not hold as indexed is. */
+  const STATES = {
+    missing: ['missing from the store', 'The search index holds this record, but the store no longer does: run callproof records verify.'],
+    evidence_problem: ['evidence problem', 'The stored record is not the one that was indexed: run callproof records verify.'],
+    purged: ['purged', 'Deleted under the retention policy; only the fact of its purge is kept.'],
+  };
+
+  /** A result row named by its state (purged, missing, evidence problem), never an empty row. */
+  function stateRow(id, st) {
+    const [label, why] = STATES[st] || [`not shown (${text(st)})`, 'callproof did not show this record: run callproof records verify.'];
+    const name = id || '—';
+    // A purged record has no page to open; the others' pages say what is found.
+    const first = st !== 'purged' && ID_RE.test(id) ? link(`/ui/records/${id}`, {}, name) : name;
+    return h(
+      'tr',
+      { class: 'state' },
+      h('th', { scope: 'row', class: 'mono' }, first),
+      h('td', { colspan: '4' }, why),
+      h('td', {}, statusTag(label)),
+      h('td', {}, '—'),
+      h('td', {}, '—')
+    );
   }
 
   // ---- the record --------------------------------------------------------

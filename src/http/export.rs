@@ -22,7 +22,7 @@ use tokio_util::io::ReaderStream;
 
 use super::audit::{audited, Access};
 use super::client::ClientAddr;
-use super::extract::{Compliance, Key};
+use super::extract::{Compliance, Key, KeyUnlessGrant};
 use super::playback::{self, Grant, GrantKind};
 use super::{ApiError, AppState};
 use crate::auth::{Caller, Role};
@@ -89,6 +89,8 @@ pub async fn grant(
         kind: GrantKind::Export,
         session: None,
         session_expires: None,
+        session_key: None,
+        session_role: None,
     };
     Ok(Json(playback::issue(&s, &key, grant)))
 }
@@ -135,7 +137,7 @@ async fn granted_by(s: &AppState, grant: &Grant) -> Result<(Caller, String), Api
 /// grant's caller and reason, naming the grant's entry in `filters.grant`.
 pub async fn export(
     State(s): State<AppState>,
-    key: Result<Key<Compliance>, ApiError>,
+    key: KeyUnlessGrant<Compliance>,
     client: ClientAddr,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -165,7 +167,7 @@ pub async fn export(
         let entry = audited(&s, &caller, access, &HeaderMap::new(), client).await?;
         (caller, entry)
     } else {
-        let caller = key?.caller;
+        let caller = key.key()?.caller;
         let parsed: ConfirmationId = id.parse().map_err(|_| ApiError::NotFound)?;
         let access = Access::new("records.export", "GET /v1/records/{id}/export")
             .record(parsed.as_str())

@@ -139,6 +139,41 @@ impl<R: NeedsRole> FromRequestParts<AppState> for Key<R> {
     }
 }
 
+/// The key or session of a route a grant in `?t=` opens instead (the audio
+/// and export routes): `None`, with no key or cookie looked at, when the query
+/// carries `t`, so the grant alone decides and a player's range requests
+/// never re-issue the session cookie; otherwise the [`Key`] or why there is none.
+pub struct KeyUnlessGrant<R: NeedsRole>(pub Option<Result<Key<R>, ApiError>>);
+
+impl<R: NeedsRole> KeyUnlessGrant<R> {
+    /// The key, when the request had to carry one.
+    pub fn key(self) -> Result<Key<R>, ApiError> {
+        self.0.unwrap_or(Err(ApiError::Unauthorized))
+    }
+}
+
+/// True when the query of `uri` has a `t` parameter.
+fn has_grant(uri: &Uri) -> bool {
+    uri.query()
+        .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(name, _)| name == "t"))
+}
+
+impl<R: NeedsRole> FromRequestParts<AppState> for KeyUnlessGrant<R> {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        s: &AppState,
+    ) -> Result<Self, std::convert::Infallible> {
+        if has_grant(&parts.uri) {
+            return Ok(KeyUnlessGrant(None));
+        }
+        Ok(KeyUnlessGrant(Some(
+            Key::<R>::from_request_parts(parts, s).await,
+        )))
+    }
+}
+
 /// A provider webhook whose body parsed and whose `X-Twilio-Signature` holds.
 pub struct Signed {
     /// The webhook's parameters.

@@ -15,7 +15,7 @@ mod playback;
 mod records;
 pub mod ui;
 mod voice;
-mod waveform;
+pub(crate) mod waveform;
 mod webhook;
 
 use std::sync::Arc;
@@ -82,6 +82,8 @@ pub struct Shared {
     pub trust: crate::evidence::trust::Trust,
     /// The search index and what keeps it in step with the store.
     pub indexer: std::sync::Arc<crate::index::follow::Indexer>,
+    /// Waveforms drawn at once ([`waveform::CONCURRENT`] permits).
+    pub waveforms: tokio::sync::Semaphore,
     /// The store every fact, record and job lives in.
     pub store: std::sync::Arc<dyn crate::store::ObjectStore>,
     /// Recording callbacks become recording jobs.

@@ -7,8 +7,8 @@
 //! a grant, HMAC-signed under a key derived from the token secret, that
 //! names the record, its version, which audio, the audit entry and the
 //! expiry; the audio route serves any range of exactly that audio until then.
-//! A grant issued to a replay page session also names the session, and works
-//! only while it is alive.
+//! A grant issued to a replay page session also names the session and its
+//! key, and works only while the session is alive and the key configured with its role.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -28,6 +28,7 @@ use super::audit::{audited, Access};
 use super::client::ClientAddr;
 use super::extract::{Compliance, Key};
 use super::{ApiError, AppState};
+use crate::auth::Role;
 use crate::domain::ConfirmationId;
 use crate::record::AudioRole;
 
@@ -63,6 +64,13 @@ pub struct Grant {
     /// That session's end, Unix seconds.
     #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
     pub session_expires: Option<i64>,
+    /// Hex SHA-256 of the API key that session signed in with, which must
+    /// still be configured, with [`Grant::session_role`], when the URL is used.
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<String>,
+    /// That key's role when the grant was issued.
+    #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
+    pub session_role: Option<Role>,
 }
 
 /// What a grant lets its URL serve.
@@ -109,6 +117,10 @@ pub enum GrantError {
     /// Issued to a replay page session that has ended since.
     #[error("the replay page session this URL was issued to has ended: sign in again at /ui/")]
     SessionEnded,
+    /// Issued to a replay page session whose API key has since been removed
+    /// from configuration or changed role.
+    #[error("the API key of the replay page session this URL was issued to is no longer configured with its role: sign in again at /ui/")]
+    KeyRemoved,
 }
 
 impl IntoResponse for GrantError {
@@ -233,6 +245,8 @@ pub async fn create(
         kind: GrantKind::Audio,
         session: None,
         session_expires: None,
+        session_key: None,
+        session_role: None,
     };
     record
         .recording
@@ -274,6 +288,8 @@ pub(super) fn issue<R: super::extract::NeedsRole>(
         expires: expires_at.unix_timestamp(),
         session: key.session.as_ref().map(|x| x.sid.clone()),
         session_expires: key.session.as_ref().map(|x| x.exp),
+        session_key: key.session.as_ref().map(|x| x.key_digest.clone()),
+        session_role: key.session.as_ref().map(|x| x.role),
         ..grant
     };
     let token = sign(&s.credentials.token_secret, &grant);
@@ -302,6 +318,8 @@ mod tests {
             kind: GrantKind::Audio,
             session: None,
             session_expires: None,
+            session_key: None,
+            session_role: None,
         }
     }
 

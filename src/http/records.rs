@@ -17,7 +17,7 @@ use time::{Date, OffsetDateTime};
 
 use super::audit::{audited, Access};
 use super::client::ClientAddr;
-use super::extract::{Compliance, Key};
+use super::extract::{Compliance, Key, KeyUnlessGrant};
 use super::playback;
 use super::{ApiError, AppState};
 use crate::confirmations::Outcome;
@@ -615,7 +615,7 @@ pub struct AudioQuery {
 /// (while the replay page session it was issued to, if any, is alive).
 pub async fn audio(
     State(s): State<AppState>,
-    key: Result<Key<Compliance>, ApiError>,
+    key: KeyUnlessGrant<Compliance>,
     client: ClientAddr,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -639,7 +639,7 @@ pub async fn audio(
         let who = format!("playback {}", grant.audit_id);
         return serve_audio(&s, &record, grant.role(), &headers, &who).await;
     }
-    let caller = key?.caller;
+    let caller = key.key()?.caller;
     let id: ConfirmationId = id.parse().map_err(|_| ApiError::NotFound)?;
     let original = q.original.unwrap_or(false);
     let asked = q.version.map(|v| v.to_string());

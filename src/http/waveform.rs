@@ -4,26 +4,40 @@
 //! The resolution is the server's ([`MAX_PEAKS`] per channel at most, whatever
 //! the request says), so a waveform can never stand in for the audio, whose
 //! replay needs a reason. Memory holds one store chunk and the peaks, not the
-//! recording.
+//! recording; at most [`MAX_CHANNELS`] channels are drawn, and [`CONCURRENT`]
+//! waveforms at once. The WAV is hashed as it streams and nothing is answered
+//! unless it is the audio the record names, so a replaced WAV never draws a timeline.
 
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::audit::{audited, Access};
 use super::client::ClientAddr;
 use super::extract::{Compliance, Key};
 use super::{ApiError, AppState};
 use crate::domain::ConfirmationId;
-use crate::record::AudioRole;
+use crate::record::{AudioObject, AudioRole};
 use crate::store::{ObjectKey, ObjectStore};
 
 /// Peaks per channel at most.
 pub const MAX_PEAKS: u64 = 2000;
+
+/// Channels a waveform is drawn of, at most: calls are mono or dual-channel.
+pub const MAX_CHANNELS: u16 = 2;
+
+/// Waveforms drawn at once, at most; more are answered 503 with `Retry-After`.
+pub const CONCURRENT: usize = 2;
+
+/// Seconds a refused waveform request is told to wait.
+const RETRY_AFTER_SECS: u64 = 5;
 
 /// Bytes of a WAV read to find its chunks, at most.
 const HEADER_READ: u64 = 64 * 1024;
@@ -200,67 +214,150 @@ impl Peaks {
     }
 }
 
-/// Reads bytes `start..end` of `key` whole (small reads only).
-async fn read_small(
-    store: &dyn ObjectStore,
-    key: &ObjectKey,
-    start: u64,
-    end: u64,
-) -> Result<Bytes, ApiError> {
-    let mut stream = store
-        .read_range(key, start..end)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .ok_or(ApiError::NotFound)?;
-    let mut out = BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        out.extend_from_slice(&chunk.map_err(|e| ApiError::Internal(e.into()))?);
-    }
-    Ok(out.freeze())
+/// Why a waveform is not drawn.
+enum Refusal {
+    /// The stored audio is not what the record says it is (409).
+    Evidence(String),
+    /// Anything else.
+    Api(ApiError),
 }
 
-/// The layout, frame count and peaks of the WAV under `key`, read in
-/// ranged reads: its first bytes, then its samples as they stream.
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Refusal::Api(e)
+    }
+}
+
+/// What every evidence refusal ends with.
+const DIFFERS: &str = "the audio differs from the record; run callproof records verify";
+
+/// Refuses a channel count above [`MAX_CHANNELS`] or other than the one the record states.
+fn check_channels(wav: &WavLayout, stated: Option<u16>, key: &ObjectKey) -> Result<(), String> {
+    let wrong = match stated {
+        Some(n) => n != wav.channels,
+        None => wav.channels > MAX_CHANNELS,
+    };
+    if wav.channels > MAX_CHANNELS || wrong {
+        let says = stated.map_or(format!("at most {MAX_CHANNELS}"), |n| n.to_string());
+        return Err(format!(
+            "the archival audio {key} says it has {} channels and the record says {says}: {DIFFERS}",
+            wav.channels
+        ));
+    }
+    Ok(())
+}
+
+/// Feeds `peaks` the part of `piece`, found at byte `at` of the WAV, that
+/// lies in its data chunk.
+fn feed_data(peaks: &mut Peaks, wav: &WavLayout, piece: &[u8], at: u64) {
+    let (start, end) = (wav.data_start, wav.data_start + wav.data_len);
+    let lo = at.max(start);
+    let hi = (at + piece.len() as u64).min(end);
+    if lo < hi {
+        peaks.feed(&piece[(lo - at) as usize..(hi - at) as usize]);
+    }
+}
+
+/// The layout, frame count and peaks of the archival WAV `object` under
+/// `key`, read in one stream that is hashed as it goes: nothing is answered
+/// unless its size, channels and SHA-256 are the record's.
 async fn peaks_of(
     store: &dyn ObjectStore,
     key: &ObjectKey,
-) -> Result<(WavLayout, u64, Vec<Vec<f64>>), ApiError> {
+    object: &AudioObject,
+) -> Result<(WavLayout, u64, Vec<Vec<f64>>), Refusal> {
     let size = store
         .head(key)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
         .ok_or(ApiError::NotFound)?
         .size;
-    let head = read_small(store, key, 0, size.min(HEADER_READ)).await?;
-    let wav = parse_wav_header(&head, size).map_err(|why| {
-        ApiError::Internal(anyhow::anyhow!(
-            "the archival audio {key} cannot be read as a WAV: {why}"
-        ))
-    })?;
-    let frames = wav.data_len / (2 * u64::from(wav.channels));
-    let mut peaks = Peaks::new(wav.channels, frames);
+    if size != object.byte_size {
+        return Err(Refusal::Evidence(format!(
+            "the archival audio {key} is {size} bytes and the record says {}: {DIFFERS}",
+            object.byte_size
+        )));
+    }
     let mut stream = store
-        .read_range(key, wav.data_start..wav.data_start + wav.data_len)
+        .read_range(key, 0..size)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
         .ok_or(ApiError::NotFound)?;
+    let header_len = size.min(HEADER_READ);
+    let mut hasher = Sha256::new();
+    let mut head = BytesMut::new();
+    let mut drawing: Option<(WavLayout, u64, Peaks)> = None;
+    let mut at = 0u64;
     while let Some(chunk) = stream.next().await {
         let mut chunk = chunk.map_err(|e| ApiError::Internal(e.into()))?;
         // A few thousand samples at a time, so one answer never holds a worker long.
         while chunk.has_remaining() {
             let piece = chunk.split_to(chunk.len().min(64 * 1024));
-            peaks.feed(&piece);
+            hasher.update(&piece);
+            match &mut drawing {
+                Some((wav, _, peaks)) => feed_data(peaks, wav, &piece, at),
+                None => {
+                    head.extend_from_slice(&piece);
+                    if head.len() as u64 >= header_len {
+                        let wav = parse_wav_header(&head, size).map_err(|why| {
+                            Refusal::Evidence(format!(
+                                "the archival audio {key} cannot be read as a 16-bit PCM WAV ({why}): {DIFFERS}"
+                            ))
+                        })?;
+                        check_channels(&wav, object.channels, key).map_err(Refusal::Evidence)?;
+                        let frames = wav.data_len / (2 * u64::from(wav.channels));
+                        let mut peaks = Peaks::new(wav.channels, frames);
+                        feed_data(&mut peaks, &wav, &head, 0);
+                        drawing = Some((wav, frames, peaks));
+                    }
+                }
+            }
+            at += piece.len() as u64;
             tokio::task::yield_now().await;
         }
     }
+    let digest = hex::encode(hasher.finalize());
+    if at != size || !digest.eq_ignore_ascii_case(&object.sha256) {
+        return Err(Refusal::Evidence(format!(
+            "the archival audio {key} has SHA-256 {digest} ({at} bytes) and the record says {}: {DIFFERS}",
+            object.sha256
+        )));
+    }
+    let (wav, frames, peaks) = drawing.ok_or_else(|| {
+        Refusal::Evidence(format!("the archival audio {key} is empty: {DIFFERS}"))
+    })?;
     Ok((wav, frames, peaks.finish()))
+}
+
+/// [`CONCURRENT`] waveforms are being drawn: 503 with `Retry-After`.
+#[derive(Debug)]
+struct Busy;
+
+impl IntoResponse for Busy {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, RETRY_AFTER_SECS.to_string())],
+            Json(json!({"error": format!(
+                "callproof is drawing {CONCURRENT} waveforms, as many as it draws at once: try again in {RETRY_AFTER_SECS} seconds"
+            )})),
+        )
+            .into_response()
+    }
+}
+
+/// A permit to draw one waveform, unless [`CONCURRENT`] are being drawn.
+fn start(waveforms: &Semaphore) -> Result<SemaphorePermit<'_>, Busy> {
+    waveforms.try_acquire().map_err(|_| Busy)
 }
 
 /// `GET /v1/records/{id}/waveform` (compliance; audited as
 /// `records.waveform`, no reason needed): `{"record_id", "version",
 /// "sample_rate", "duration_secs", "channels": [[peak, ...], ...]}`, one list
 /// of at most 2000 peaks (0 to 1) per channel of the archival WAV of the
-/// newest version, or of `?version=N`.
+/// newest version, or of `?version=N`. 409 when the stored WAV is not the
+/// one the record names (size, channels, SHA-256); 503 with `Retry-After`
+/// when [`CONCURRENT`] waveforms are being drawn.
 pub async fn waveform(
     State(s): State<AppState>,
     Key { caller, .. }: Key<Compliance>,
@@ -268,8 +365,12 @@ pub async fn waveform(
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<WaveformQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let id: ConfirmationId = id.parse().map_err(|_| ApiError::NotFound)?;
+    let _permit = match start(&s.waveforms) {
+        Ok(p) => p,
+        Err(busy) => return Ok(busy.into_response()),
+    };
     let asked = q.version.map(|v| v.to_string());
     let mut access =
         Access::new("records.waveform", "GET /v1/records/{id}/waveform").record(id.as_str());
@@ -285,10 +386,15 @@ pub async fn waveform(
         .ok_or(ApiError::NotFound)?;
     let key =
         ObjectKey::new(object.key.clone()).map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?;
-    let computed = tokio::time::timeout(COMPUTE_LIMIT, peaks_of(s.store.as_ref(), &key)).await;
+    let computed =
+        tokio::time::timeout(COMPUTE_LIMIT, peaks_of(s.store.as_ref(), &key, object)).await;
     let (wav, frames, channels) = match computed {
         Ok(Ok(done)) => done,
-        Ok(Err(e)) => return Err(e),
+        Ok(Err(Refusal::Api(e))) => return Err(e),
+        Ok(Err(Refusal::Evidence(why))) => {
+            tracing::error!(record = %id, version = record.version, problem = %why, "a waveform was not drawn: the stored audio is not the record's");
+            return Ok((StatusCode::CONFLICT, Json(json!({ "error": why }))).into_response());
+        }
         Err(_) => {
             return Err(ApiError::Internal(anyhow::anyhow!(
                 "the waveform of {key} of record {id} took longer than {} s",
@@ -303,7 +409,8 @@ pub async fn waveform(
         "sample_rate": wav.sample_rate,
         "duration_secs": frames as f64 / f64::from(wav.sample_rate),
         "channels": channels,
-    })))
+    }))
+    .into_response())
 }
 
 #[cfg(test)]
@@ -375,5 +482,37 @@ mod tests {
         let mut short = Peaks::new(1, 3);
         short.feed(&[0, 0x40, 0, 0xc0, 0, 0]);
         assert_eq!(short.finish(), vec![vec![0.5, 0.5, 0.0]]);
+    }
+
+    #[test]
+    fn more_than_two_channels_or_others_than_the_record_states_are_refused() {
+        let key = ObjectKey::new("audio/x/archival.wav").expect("key");
+        let layout = |channels| WavLayout {
+            channels,
+            sample_rate: 8000,
+            data_start: 44,
+            data_len: 0,
+        };
+        assert!(check_channels(&layout(2), Some(2), &key).is_ok());
+        assert!(check_channels(&layout(1), None, &key).is_ok());
+        for (channels, stated) in [(65535, None), (3, Some(3)), (1, Some(2)), (2, Some(1))] {
+            let why = check_channels(&layout(channels), stated, &key).expect_err("refused");
+            assert!(why.contains("callproof records verify"), "{why}");
+        }
+    }
+
+    #[test]
+    fn at_most_two_waveforms_are_drawn_at_once_and_the_third_is_told_when_to_retry() {
+        let waveforms = Semaphore::new(CONCURRENT);
+        let first = start(&waveforms).expect("first");
+        let _second = start(&waveforms).expect("second");
+        let busy = start(&waveforms).expect_err("third").into_response();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "5");
+        drop(first);
+        assert!(
+            start(&waveforms).is_ok(),
+            "a permit is returned when a waveform is done"
+        );
     }
 }

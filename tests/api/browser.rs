@@ -59,6 +59,37 @@ async fn audited(app: &TestApp, id: &str, action: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A record search finds, then deleted from the store as a store writer
+/// can: search shows it as `missing`. Its id and confirmation number.
+async fn missing_record(app: &TestApp) -> (String, String) {
+    let (id, _) = app.recorded_call(&["press:1"]).await;
+    let record = app.wait_record(&id, complete).await;
+    let number = record["confirmation"]["confirmation_number"]
+        .as_str()
+        .expect("a confirmation number")
+        .to_owned();
+    let state = |page: Value| page["records"][0]["state"].clone();
+    let path = format!("/v1/records?confirmation_number={number}");
+    let page: Value = app
+        .get_with(&path, Some(COMPLIANCE_KEY))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(state(page), "ok", "search finds the record");
+    callproof::store::delete_all(app.store.as_ref(), &format!("records/{id}/"))
+        .await
+        .expect("the record's versions deleted");
+    let page: Value = app
+        .get_with(&path, Some(COMPLIANCE_KEY))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(state(page), "missing", "search names it missing");
+    (id, number)
+}
+
 #[tokio::test]
 async fn the_replay_page_signs_in_searches_plays_seeks_to_consent_and_exports() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -84,6 +115,7 @@ async fn the_replay_page_signs_in_searches_plays_seeks_to_consent_and_exports() 
         .expect("a confirmation number")
         .to_owned();
     assert_eq!(record["consent_events"].as_array().map(Vec::len), Some(2));
+    let (missing_id, missing_number) = missing_record(&app).await;
 
     let out = artefacts();
     let _ = std::fs::remove_dir_all(&out);
@@ -99,6 +131,8 @@ async fn the_replay_page_signs_in_searches_plays_seeks_to_consent_and_exports() 
         .env("CALLPROOF_EXPORT_REASON", EXPORT_REASON)
         .env("CALLPROOF_ARTEFACTS", &out)
         .env("CALLPROOF_HOSTILE_TEXT", HOSTILE_NAME)
+        .env("CALLPROOF_MISSING_ID", &missing_id)
+        .env("CALLPROOF_MISSING_NUMBER", &missing_number)
         .kill_on_drop(true);
     let ran = tokio::time::timeout(Duration::from_secs(180), node.output())
         .await

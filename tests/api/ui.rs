@@ -353,13 +353,16 @@ async fn the_cookie_stands_for_its_key_on_the_api_only_with_the_page_headers_and
     );
     assert!(after.iter().all(|e| e["reason"] != "csrf"));
 
-    // A compliance session is not an admin: no hold.
+    // A compliance session is not an admin: no hold. (Sent as the page sends
+    // every change, with a JSON body: a cookie request must say it is JSON
+    // unless it says it has no body.)
     let resp = browser()
         .put(format!("{}/v1/records/{id}/hold", app.base))
         .header("cookie", &cookie)
         .header("x-callproof-ui", "1")
         .header("origin", origin(&app))
         .header("x-callproof-reason", "trying")
+        .json(&json!({}))
         .send()
         .await
         .expect("sent");
@@ -372,6 +375,7 @@ async fn the_cookie_stands_for_its_key_on_the_api_only_with_the_page_headers_and
         .header("x-callproof-ui", "1")
         .header("origin", origin(&app))
         .header("x-callproof-reason", "dispute D-1 from the page")
+        .json(&json!({}))
         .send()
         .await
         .expect("sent");
@@ -527,15 +531,47 @@ async fn a_signed_out_session_and_its_playback_urls_are_refused_and_the_sign_out
     );
 }
 
+/// A URL another instance answered, on `app`.
+fn on(app: &TestApp, url: &str) -> String {
+    let path = url.find("/v1/").expect("an API URL");
+    format!("{}{}", app.base, &url[path..])
+}
+
 #[tokio::test]
 async fn a_session_ends_when_its_key_is_removed_or_changes_role_and_lives_on_another_instance() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let app = spawn_in(tmp.path(), Options::default()).await;
     let compliance = sign_in(&app, COMPLIANCE_KEY).await;
     let admin = sign_in(&app, ADMIN_KEY).await;
+    // A playback URL issued to the compliance session, an export URL to the admin one.
+    let (id, _) = app.recorded_call(&["press:1"]).await;
+    let resp = page_post(
+        &app,
+        &format!("/v1/records/{id}/playback"),
+        &compliance,
+        &json!({"reason": "before the key is removed"}),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let audio_url = resp.json::<Value>().await.expect("JSON")["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    let resp = page_post(
+        &app,
+        &format!("/v1/records/{id}/export-grant"),
+        &admin,
+        &json!({"reason": "before the key changes role"}),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let export_url = resp.json::<Value>().await.expect("JSON")["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
     app.stop().await;
 
-    // Another instance with the same secret and keys accepts both.
+    // Another instance with the same secret and keys accepts both, and their URLs.
     let app = spawn_in(tmp.path(), Options::default()).await;
     for c in [&compliance, &admin] {
         assert_eq!(
@@ -543,6 +579,19 @@ async fn a_session_ends_when_its_key_is_removed_or_changes_role_and_lives_on_ano
             200
         );
     }
+    let resp = browser()
+        .get(on(&app, &audio_url))
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 206);
+    let resp = browser()
+        .get(on(&app, &export_url))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 200);
     app.stop().await;
 
     // The compliance key removed, the admin key now only compliance.
@@ -558,6 +607,17 @@ async fn a_session_ends_when_its_key_is_removed_or_changes_role_and_lives_on_ano
     for c in [&compliance, &admin] {
         let resp = page_get(&app, "/v1/records", c).await;
         assert_eq!(resp.status().as_u16(), 401);
+        assert!(error_of(resp).await.contains("no longer configured"));
+    }
+    // Nor do the URLs issued to those sessions work, long before they expire.
+    for url in [&audio_url, &export_url] {
+        let resp = browser()
+            .get(on(&app, url))
+            .header("range", "bytes=0-9")
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(resp.status().as_u16(), 403, "{url}");
         assert!(error_of(resp).await.contains("no longer configured"));
     }
     // Signing in again gives the key's new role.
@@ -1008,4 +1068,212 @@ async fn a_sign_out_that_cannot_be_written_is_an_error_and_the_session_stays() {
         !matches!(app.store.get(&key).await, Ok(Some(_))),
         "no fact was written"
     );
+}
+
+#[tokio::test]
+async fn playback_and_export_urls_neither_need_nor_refresh_the_session_cookie() {
+    let app = spawn_app().await;
+    let (id, _) = app.recorded_call(&["press:1"]).await;
+    let cookie = sign_in(&app, COMPLIANCE_KEY).await;
+    let mut urls = Vec::new();
+    for (route, reason) in [("playback", "replay"), ("export-grant", "export")] {
+        let resp = page_post(
+            &app,
+            &format!("/v1/records/{id}/{route}"),
+            &cookie,
+            &json!({ "reason": reason }),
+        )
+        .await;
+        assert_eq!(resp.status().as_u16(), 200, "{route}");
+        urls.push(
+            resp.json::<Value>().await.expect("JSON")["url"]
+                .as_str()
+                .expect("url")
+                .to_owned(),
+        );
+    }
+    // As an <audio> element asks for range after range: the cookie comes
+    // along, and the session's idle time must not start again.
+    for _ in 0..3 {
+        let resp = browser()
+            .get(&urls[0])
+            .header("cookie", &cookie)
+            .header("sec-fetch-site", "same-origin")
+            .header("range", "bytes=0-9")
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(resp.status().as_u16(), 206);
+        assert!(
+            set_cookie(&resp).is_none(),
+            "no cookie re-issued by a range request"
+        );
+    }
+    let resp = browser()
+        .get(&urls[1])
+        .header("cookie", &cookie)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(
+        set_cookie(&resp).is_none(),
+        "no cookie re-issued by a download"
+    );
+    // The grant decides: a cookie that would be refused does not stand in the way.
+    let resp = browser()
+        .get(&urls[0])
+        .header("cookie", "callproof_session=garbage")
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 206);
+    // Without a grant the cookie is the key, and its use is a use of the session.
+    let resp = browser()
+        .get(format!("{}/v1/records/{id}/audio", app.base))
+        .header("cookie", &cookie)
+        .header("x-callproof-ui", "1")
+        .header("x-callproof-reason", "listening from the page")
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 206);
+    assert!(set_cookie(&resp).is_some());
+}
+
+/// Sends `head` (request line and headers, no blank line) to `app` as raw
+/// HTTP/1.1 with no body, and answers the status.
+async fn raw_status(app: &TestApp, head: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = app
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&host)
+        .await
+        .expect("connects");
+    let text = format!("{head}\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(text.as_bytes()).await.expect("written");
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("an HTTP answer: {answer}"))
+}
+
+#[tokio::test]
+async fn a_session_request_that_changes_something_is_json_unless_it_says_it_has_no_body() {
+    let app = spawn_app().await;
+    let (id, _) = app.recorded_call(&["press:1"]).await;
+    let cookie = sign_in(&app, COMPLIANCE_KEY).await;
+    let common = format!(
+        "POST /v1/records/{id}/playback HTTP/1.1\r\nCookie: {cookie}\r\nX-Callproof-UI: 1\r\nOrigin: {}\r\nX-Callproof-Reason: raw request",
+        origin(&app)
+    );
+    // A type other than JSON, or no length at all: refused before anything is audited.
+    for extra in [
+        "\r\nContent-Type: text/plain",
+        "\r\nContent-Type: application/x-www-form-urlencoded",
+        "",
+        "\r\nContent-Type: text/plain\r\nContent-Length: 0",
+    ] {
+        assert_eq!(
+            raw_status(&app, &format!("{common}{extra}")).await,
+            415,
+            "{extra:?}"
+        );
+    }
+    let name = callproof::auth::derived_key_name(COMPLIANCE_KEY);
+    assert!(audit(&app, &format!("key={name}"))
+        .await
+        .iter()
+        .all(|e| e["action"] != "records.playback"));
+    // Saying it has no body, or sending JSON, it is served.
+    for extra in [
+        "\r\nContent-Length: 0",
+        "\r\nContent-Type: application/json\r\nContent-Length: 0",
+    ] {
+        assert_eq!(
+            raw_status(&app, &format!("{common}{extra}")).await,
+            200,
+            "{extra:?}"
+        );
+    }
+}
+
+/// Replaces an object's bytes, as a store writer can (delete, then write).
+async fn overwrite(app: &TestApp, key: &str, bytes: Vec<u8>) {
+    let key = callproof::store::ObjectKey::new(key).expect("key");
+    app.store.delete(&key).await.expect("delete");
+    app.store.create(&key, bytes.into()).await.expect("write");
+}
+
+#[tokio::test]
+async fn a_waveform_is_drawn_only_from_the_audio_the_record_names() {
+    let app = spawn_app().await;
+    let created = app.create(&billing_request()).await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    app.call_with_recording(
+        created["transfer_url"].as_str().expect("url"),
+        &["press:1"],
+        fixture("speech-8k-dual.wav"),
+    )
+    .await;
+    let record = app.wait_record(&id, complete).await;
+    let archival = record["recording"]["audio"]
+        .as_array()
+        .expect("audio")
+        .iter()
+        .find(|a| a["role"] == "archival")
+        .expect("an archival WAV")
+        .clone();
+    assert_eq!(archival["channels"], 2);
+    let key = archival["key"].as_str().expect("key").to_owned();
+    let path = format!("/v1/records/{id}/waveform");
+    let original = app
+        .store
+        .get(&callproof::store::ObjectKey::new(key.as_str()).expect("key"))
+        .await
+        .expect("store reads")
+        .expect("the WAV is stored")
+        .to_vec();
+    let fmt = original
+        .windows(4)
+        .position(|w| w == b"fmt ")
+        .expect("a fmt chunk");
+    let with_channels = |n: u16| {
+        let mut b = original.clone();
+        b[fmt + 10..fmt + 12].copy_from_slice(&n.to_le_bytes());
+        b
+    };
+    let mut quieter = original.clone();
+    let last = quieter.len() - 2;
+    quieter[last] ^= 0x40;
+    // A store writer changes two bytes to claim 65535 channels, claims one,
+    // or changes a sample: an evidence problem, never a timeline.
+    for (what, bytes, says) in [
+        ("65535 channels", with_channels(65535), "65535 channels"),
+        ("one channel", with_channels(1), "1 channel"),
+        ("a changed sample", quieter, "differs from the record"),
+    ] {
+        overwrite(&app, &key, bytes).await;
+        let resp = app.get_with(&path, Some(COMPLIANCE_KEY)).await;
+        assert_eq!(resp.status().as_u16(), 409, "{what}");
+        let error = error_of(resp).await;
+        assert!(error.contains(says), "{what}: {error}");
+        assert!(
+            error.contains("callproof records verify"),
+            "{what}: {error}"
+        );
+    }
+    overwrite(&app, &key, original).await;
+    let resp = app.get_with(&path, Some(COMPLIANCE_KEY)).await;
+    assert_eq!(resp.status().as_u16(), 200);
 }

@@ -4,6 +4,7 @@
 // Run by tests/api/browser.rs with the server's address and a record it made:
 //   CALLPROOF_URL, CALLPROOF_KEY, CALLPROOF_RECORD_ID, CALLPROOF_CONFIRMATION_NUMBER,
 //   CALLPROOF_PLAY_REASON, CALLPROOF_EXPORT_REASON, CALLPROOF_ARTEFACTS (screenshots, the zip),
+//   CALLPROOF_MISSING_ID and CALLPROOF_MISSING_NUMBER (a record deleted from the store after indexing),
 //   and CALLPROOF_HOSTILE_TEXT, markup the record holds as its customer name.
 // Exits 0 when every step held; otherwise prints the step that failed and exits 1.
 import fs from 'node:fs';
@@ -27,6 +28,9 @@ const number = need('CALLPROOF_CONFIRMATION_NUMBER');
 const playReason = need('CALLPROOF_PLAY_REASON');
 const exportReason = need('CALLPROOF_EXPORT_REASON');
 const artefacts = need('CALLPROOF_ARTEFACTS');
+/** A record the search index holds but the store no longer does, and its confirmation number. */
+const missingId = need('CALLPROOF_MISSING_ID');
+const missingNumber = need('CALLPROOF_MISSING_NUMBER');
 /** Markup in the record's customer name, with an element id `xss-name`: shown as text. */
 const hostile = process.env.CALLPROOF_HOSTILE_TEXT || '';
 const chromiumPath = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
@@ -177,6 +181,18 @@ try {
   await page.getByText('Signed in as').waitFor();
   check(!page.url().includes(key), 'the key is not in the address');
   await shot('signed-in');
+
+  step = 'a record missing from the store is named by its state, not shown as an empty row';
+  await page.getByLabel('Confirmation number').fill(missingNumber);
+  await page.getByRole('button', { name: 'Search', exact: true }).click();
+  const missingRow = page.locator('#results tbody tr', { hasText: 'missing from the store' });
+  await missingRow.waitFor();
+  const missingText = await missingRow.innerText();
+  check(missingText.includes(missingId), `the row names the record ${missingId}: "${missingText}"`);
+  check(missingText.includes('callproof records verify'), `the row says what to do: "${missingText}"`);
+  const missingRows = await page.locator('#results tbody tr').count();
+  check(missingRows === 1, `one result for ${missingNumber}, not ${missingRows}`);
+  await shot('missing-record');
 
   step = 'search by confirmation number';
   await page.getByLabel('Confirmation number').fill(number);

@@ -177,20 +177,25 @@ fn changes_state(method: &Method) -> bool {
     [Method::POST, Method::PUT, Method::DELETE, Method::PATCH].contains(method)
 }
 
-/// True when the request has a body.
-fn has_body(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim() != "0")
+/// True unless the request says it has no body: `Content-Length: 0`, no
+/// `Transfer-Encoding`, no `Content-Type`. A request without a length (HTTP/2
+/// may send a body without one) or with a type must say it is JSON.
+fn may_have_body(headers: &HeaderMap) -> bool {
+    let said_empty = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "0");
+    !said_empty
+        || headers.contains_key(header::TRANSFER_ENCODING)
+        || headers.contains_key(header::CONTENT_TYPE)
 }
 
 /// The session a request's cookie carries, when it has one and every rule
 /// holds; `Ok(None)` when it carries no session cookie. The rules, in order:
 /// `Sec-Fetch-Site: same-origin` or `X-Callproof-UI: 1` (403); for POST, PUT
-/// and DELETE, `Origin` equal to the public URL's origin (403) and a body, if
-/// any, of `Content-Type: application/json` (415); a cookie callproof signed
+/// and DELETE, `Origin` equal to the public URL's origin (403) and
+/// `Content-Type: application/json` unless the request says it has no body
+/// (`Content-Length: 0` and no `Content-Type`) (415); a cookie callproof signed
 /// (401), within its lifetime and idle timeout (401), of a key still
 /// configured with that role (401), not signed out (401; 503 when the store
 /// cannot say). An accepted session's cookie is re-issued with this request
@@ -216,7 +221,7 @@ pub async fn authenticate(
     }
     if changes_state(&parts.method) {
         ui.check_origin(h)?;
-        if has_body(h) && !super::extract::is_json(h) {
+        if may_have_body(h) && !super::extract::is_json(h) {
             return Err(ApiError::UnsupportedMediaType(
                 "a request from the replay page sends its body as JSON with Content-Type: application/json".into(),
             ));
@@ -240,7 +245,9 @@ pub async fn authenticate(
 }
 
 /// Refuses a grant issued to a session that has ended (expired or signed
-/// out); grants issued to a key pass.
+/// out) or whose key is no longer configured with the role it had when the
+/// grant was issued (a grant that does not name its key included); grants
+/// issued to a key pass.
 pub async fn grant_session_alive(s: &AppState, grant: &Grant) -> Result<(), Response> {
     let Some(sid) = &grant.session else {
         return Ok(());
@@ -248,6 +255,17 @@ pub async fn grant_session_alive(s: &AppState, grant: &Grant) -> Result<(), Resp
     let now = OffsetDateTime::now_utc().unix_timestamp();
     if grant.session_expires.is_none_or(|exp| now >= exp) {
         return Err(GrantError::SessionEnded.into_response());
+    }
+    let configured = grant
+        .session_key
+        .as_deref()
+        .and_then(|d| hex::decode(d).ok())
+        .and_then(|d| <[u8; 32]>::try_from(d).ok())
+        .and_then(|d| s.keys.by_digest(&d))
+        .zip(grant.session_role)
+        .is_some_and(|(caller, role)| caller.role == role);
+    if !configured {
+        return Err(GrantError::KeyRemoved.into_response());
     }
     match s.ui.not_signed_out(sid).await {
         Ok(()) => Ok(()),
