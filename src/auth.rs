@@ -181,6 +181,15 @@ impl KeyRing {
         Sha256::digest(key.as_bytes()).into()
     }
 
+    /// The SHA-256 and role of the configured key named `name` (names are
+    /// not secret: the audit log shows them), or `None`.
+    pub fn by_name(&self, name: &str) -> Option<([u8; 32], Role)> {
+        self.entries
+            .iter()
+            .find(|(_, _, n)| n == name)
+            .map(|(d, role, _)| (*d, *role))
+    }
+
     /// The role and name of the configured key whose SHA-256 is `digest`
     /// (a session remembers its key this way), or `None`; constant time.
     pub fn by_digest(&self, digest: &[u8; 32]) -> Option<Caller> {

@@ -27,6 +27,7 @@ pub const EVIDENCE_PREFIXES: &[&str] = &[
     "audit/",
     "keys/statements/",
     "ui/signouts/",
+    "ui/epochs/",
 ];
 
 /// Where markers of objects waiting for a seal live.

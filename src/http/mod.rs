@@ -148,6 +148,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/records/{id}/verify", get(evidence::verify_record))
         .route("/v1/records", get(records::list))
         .route("/v1/records/search", post(records::search_post))
+        .route(
+            "/v1/ui/keys/{name}/end-sessions",
+            post(ui::end_key_sessions),
+        )
         .route("/v1/records/{id}", get(records::show))
         .route("/v1/records/{id}/versions", get(records::versions))
         .route("/v1/records/{id}/audio", get(records::audio))

@@ -1277,3 +1277,117 @@ async fn a_waveform_is_drawn_only_from_the_audio_the_record_names() {
     let resp = app.get_with(&path, Some(COMPLIANCE_KEY)).await;
     assert_eq!(resp.status().as_u16(), 200);
 }
+
+#[tokio::test]
+async fn an_admin_ends_every_session_of_a_key_and_the_urls_issued_to_them() {
+    let app = spawn_app().await;
+    let (id, _) = app.recorded_call(&["press:1"]).await;
+    let cookie = sign_in(&app, COMPLIANCE_KEY).await;
+    let resp = page_post(
+        &app,
+        &format!("/v1/records/{id}/playback"),
+        &cookie,
+        &json!({"reason": "before the key's sessions end"}),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let audio_url = resp.json::<Value>().await.expect("JSON")["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    let name = callproof::auth::derived_key_name(COMPLIANCE_KEY);
+    let end = |key: &'static str, reason: Option<&'static str>, name: String| {
+        let app = &app;
+        async move {
+            let mut req = app
+                .client
+                .post(format!("{}/v1/ui/keys/{name}/end-sessions", app.base))
+                .bearer_auth(key);
+            if let Some(r) = reason {
+                req = req.header("x-callproof-reason", r);
+            }
+            req.send().await.expect("request sent")
+        }
+    };
+    // Admins only, with a reason, for a configured key.
+    assert_eq!(
+        end(COMPLIANCE_KEY, Some("x"), name.clone())
+            .await
+            .status()
+            .as_u16(),
+        403
+    );
+    assert_eq!(
+        end(ADMIN_KEY, None, name.clone()).await.status().as_u16(),
+        400
+    );
+    assert_eq!(
+        end(ADMIN_KEY, Some("x"), "no-such-key".into())
+            .await
+            .status()
+            .as_u16(),
+        404
+    );
+    assert_eq!(
+        page_get(&app, "/v1/records", &cookie)
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+
+    let resp = end(ADMIN_KEY, Some("laptop reported stolen"), name.clone()).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let epoch: Value = resp.json().await.expect("JSON");
+    assert_valid_against("ui-epoch.v1.schema.json", &epoch);
+    assert_eq!(epoch["key_name"], name.as_str());
+    assert_eq!(epoch["n"], 1);
+    assert_eq!(epoch["actor"]["name"], ADMIN_KEY_NAME);
+    let digest = hex::encode(callproof::auth::KeyRing::digest(COMPLIANCE_KEY));
+    let stored = app
+        .store
+        .get(&callproof::store::ObjectKey::new(format!("ui/epochs/{digest}/0001.json")).unwrap())
+        .await
+        .unwrap()
+        .expect("the epoch is stored");
+    assert_eq!(serde_json::from_slice::<Value>(&stored).unwrap(), epoch);
+
+    // The session and the URL issued to it end; the key itself still works.
+    let resp = page_get(&app, "/v1/records", &cookie).await;
+    assert_eq!(resp.status().as_u16(), 401);
+    assert!(error_of(resp).await.contains("an admin ended"));
+    let resp = browser()
+        .get(&audio_url)
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert!(!resp.status().is_success(), "{}", resp.status());
+    assert_eq!(
+        app.compliance_get("/v1/records", None)
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    // A sign-in after the epoch is a new session.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = sign_in(&app, COMPLIANCE_KEY).await;
+    assert_eq!(
+        page_get(&app, "/v1/records", &again)
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+
+    let entries = audit(&app, "").await;
+    let ended = entries
+        .iter()
+        .find(|e| e["action"] == "ui.end_sessions" && e["reason"] == "laptop reported stolen")
+        .expect("audited with its reason");
+    assert_eq!(ended["filters"]["key"], name.as_str());
+    app.seal_all().await;
+    let report = app.verify_all().await;
+    assert!(!report.has_problems(), "{report:?}");
+}

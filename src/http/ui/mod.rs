@@ -155,7 +155,25 @@ impl Ui {
             .filter(|c| c.role == session.role)
             .ok_or(ended(SessionError::KeyRemoved))?;
         self.not_signed_out(&session.sid).await?;
+        self.key_not_ended(&session.key_digest, session.iat).await?;
         Ok(caller)
+    }
+
+    /// Refuses a session of key `key_digest` signed in at `iat` (Unix
+    /// seconds) when an admin ended the key's sessions at or after it.
+    async fn key_not_ended(&self, key_digest: &str, iat: i64) -> Result<(), ApiError> {
+        match self.signouts.key_ended_at(key_digest).await {
+            Ok(Some(at)) if iat <= at => {
+                Err(ApiError::SessionEnded(SessionError::KeyEnded.to_string()))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "whether an admin ended a key's replay page sessions could not be read from the store; the request was refused");
+                Err(ApiError::Unavailable(
+                    "the store did not say whether this key's sessions were ended, so nothing was served: try again later; the server log says why".into(),
+                ))
+            }
+        }
     }
 
     async fn not_signed_out(&self, sid: &str) -> Result<(), ApiError> {
@@ -267,11 +285,63 @@ pub async fn grant_session_alive(s: &AppState, grant: &Grant) -> Result<(), Resp
     if !configured {
         return Err(GrantError::KeyRemoved.into_response());
     }
-    match s.ui.not_signed_out(sid).await {
+    // A grant issued before an admin ended its key's sessions ends with them.
+    let issued = grant
+        .expires
+        .saturating_sub(i64::try_from(s.config.playback_url_secs).unwrap_or(i64::MAX));
+    let alive = match s.ui.not_signed_out(sid).await {
+        Ok(()) => match &grant.session_key {
+            Some(digest) => s.ui.key_not_ended(digest, issued).await,
+            None => Ok(()),
+        },
+        Err(e) => Err(e),
+    };
+    match alive {
         Ok(()) => Ok(()),
         Err(ApiError::SessionEnded(_)) => Err(GrantError::SessionEnded.into_response()),
         Err(e) => Err(e.into_response()),
     }
+}
+
+/// `POST /v1/ui/keys/{name}/end-sessions` (admin, with a reason in
+/// `X-Callproof-Reason` or `{"reason"}`): ends every replay page session the
+/// key named `name` signed in before now, on every instance within
+/// [`session::SIGNOUT_CACHE`], by writing its next epoch as signed evidence.
+/// Answers the epoch as stored.
+pub async fn end_key_sessions(
+    State(s): State<AppState>,
+    key: super::extract::Key<super::extract::Admin>,
+    client: ClientAddr,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<session::Epoch>, ApiError> {
+    let body = super::playback::ReasonBody::read(&headers, &body)?;
+    let access =
+        super::audit::Access::new("ui.end_sessions", "POST /v1/ui/keys/{name}/end-sessions")
+            .filter("key", &name)
+            .reason_required()
+            .body_reason(body.reason.as_deref());
+    let entry = super::audit::audited(&s, &key.caller, access, &headers, client).await?;
+    let Some((digest, _)) = s.keys.by_name(&name) else {
+        return Err(ApiError::NotFound);
+    };
+    let actor = crate::evidence::audit::Actor {
+        role: key.caller.role.as_str().to_owned(),
+        name: key.caller.key_name.clone(),
+    };
+    let epoch =
+        s.ui.signouts
+            .end_key_sessions(
+                &hex::encode(digest),
+                &name,
+                actor,
+                entry.reason.as_deref().unwrap_or_default(),
+                OffsetDateTime::now_utc(),
+            )
+            .await?;
+    tracing::info!(key = %name, epoch = epoch.n, by = %key.caller.key_name, "every replay page session of a key ended");
+    Ok(Json(epoch))
 }
 
 /// Where the session a request was accepted with is left for [`headers`] to re-issue.

@@ -74,6 +74,9 @@ pub enum SessionError {
     /// The user signed out.
     #[error("this session was signed out: sign in again at /ui/")]
     SignedOut,
+    /// An admin ended every session of its key.
+    #[error("an admin ended every session of this API key: sign in again at /ui/")]
+    KeyEnded,
 }
 
 fn is_hex(text: &str, len: usize) -> bool {
@@ -193,6 +196,49 @@ pub fn signout_key(sid: &str) -> Result<ObjectKey, RepoError> {
     checked_key(format!("ui/signouts/{sid}.json"))
 }
 
+/// [`Epoch::schema`].
+pub const EPOCH_SCHEMA: &str = "callproof.ui-epoch.v1";
+
+/// Where the epochs of the key with hex SHA-256 `key_digest` live.
+pub fn epoch_prefix(key_digest: &str) -> String {
+    format!("ui/epochs/{key_digest}/")
+}
+
+/// Where epoch `n` of a key lives.
+pub fn epoch_key(key_digest: &str, n: u32) -> Result<ObjectKey, RepoError> {
+    checked_key(format!("{}{n:04}.json", epoch_prefix(key_digest)))
+}
+
+/// An admin's end of every session a key signed in before `at`, as stored at
+/// `ui/epochs/<key digest>/<n:04>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Epoch {
+    /// [`EPOCH_SCHEMA`].
+    pub schema: String,
+    /// Hex SHA-256 of the key whose sessions ended.
+    pub key_digest: String,
+    /// The key's name, for readers of the fact.
+    pub key_name: String,
+    /// Its number, from 1; the newest decides.
+    pub n: u32,
+    /// Sessions signed in at or before this time are ended.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The admin who ended them.
+    pub actor: crate::evidence::audit::Actor,
+    /// Why, as the admin said.
+    pub reason: String,
+}
+
+/// What the newest epoch of a key is.
+enum Newest {
+    None,
+    Epoch(Epoch),
+    /// An object under the key's epochs that is not an epoch of it.
+    Unreadable(String),
+}
+
 /// A sign-out, as stored.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Signout {
@@ -213,6 +259,8 @@ pub struct Signout {
 pub struct Signouts {
     evidence: Evidence,
     not_signed_out: Mutex<HashMap<String, Instant>>,
+    /// Per key digest: when it was read, and the newest epoch's time (Unix seconds).
+    epochs: Mutex<HashMap<String, (Instant, Option<i64>)>>,
 }
 
 impl Signouts {
@@ -221,6 +269,7 @@ impl Signouts {
         Signouts {
             evidence,
             not_signed_out: Mutex::new(HashMap::new()),
+            epochs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -250,6 +299,107 @@ impl Signouts {
             }
         }
         Ok(found)
+    }
+
+    /// The time (Unix seconds) of the newest epoch of the key with hex SHA-256
+    /// `key_digest`: its sessions signed in at or before it are ended. Read
+    /// from the store at most every [`SIGNOUT_CACHE`] per key.
+    pub async fn key_ended_at(&self, key_digest: &str) -> Result<Option<i64>, RepoError> {
+        if let Ok(cache) = self.epochs.lock() {
+            if let Some((seen, at)) = cache.get(key_digest) {
+                if seen.elapsed() < SIGNOUT_CACHE {
+                    return Ok(*at);
+                }
+            }
+        }
+        let at = match self.newest_epoch(key_digest).await? {
+            Newest::None => None,
+            Newest::Epoch(e) => Some(e.at.unix_timestamp()),
+            Newest::Unreadable(key) => {
+                // Not written by callproof: end every session of the key
+                // rather than guess (the safe side); verification names it.
+                tracing::error!(key = %key, "the newest session epoch of a key does not read as one; every replay page session of that key is refused until it is removed or a new epoch is written");
+                Some(i64::MAX)
+            }
+        };
+        if let Ok(mut cache) = self.epochs.lock() {
+            if cache.len() >= CACHE_MAX {
+                cache.retain(|_, (seen, _)| seen.elapsed() < SIGNOUT_CACHE);
+            }
+            if cache.len() < CACHE_MAX {
+                cache.insert(key_digest.to_owned(), (Instant::now(), at));
+            }
+        }
+        Ok(at)
+    }
+
+    /// The newest epoch of a key, by number.
+    async fn newest_epoch(&self, key_digest: &str) -> Result<Newest, RepoError> {
+        let store = self.evidence.store();
+        let keys = store.list(&epoch_prefix(key_digest)).await?;
+        let Some(newest) = keys.iter().filter(|k| k.as_str().ends_with(".json")).max() else {
+            return Ok(Newest::None);
+        };
+        let Some(bytes) = store.get(newest).await? else {
+            return Ok(Newest::None);
+        };
+        Ok(match serde_json::from_slice::<Epoch>(&bytes) {
+            Ok(e)
+                if e.key_digest == key_digest
+                    && epoch_key(key_digest, e.n).ok().as_ref() == Some(newest) =>
+            {
+                Newest::Epoch(e)
+            }
+            _ => Newest::Unreadable(newest.to_string()),
+        })
+    }
+
+    /// Ends every session of the key `key_digest` signed in up to `now`:
+    /// writes its next epoch (write-once; a race for a number takes the next).
+    pub async fn end_key_sessions(
+        &self,
+        key_digest: &str,
+        key_name: &str,
+        actor: crate::evidence::audit::Actor,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> Result<Epoch, RepoError> {
+        for _ in 0..16 {
+            let n = match self.newest_epoch(key_digest).await? {
+                Newest::None => 1,
+                Newest::Epoch(e) => e.n.saturating_add(1),
+                // Past one that is not ours: the next number by its name.
+                Newest::Unreadable(key) => key
+                    .rsplit('/')
+                    .next()
+                    .and_then(|f| f.strip_suffix(".json"))
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .map_or(1, |n| n.saturating_add(1)),
+            };
+            let epoch = Epoch {
+                schema: EPOCH_SCHEMA.to_owned(),
+                key_digest: key_digest.to_owned(),
+                key_name: key_name.to_owned(),
+                n,
+                at: now,
+                actor: actor.clone(),
+                reason: reason.to_owned(),
+            };
+            if self
+                .evidence
+                .create_json(&epoch_key(key_digest, n)?, &epoch, None)
+                .await?
+            {
+                if let Ok(mut cache) = self.epochs.lock() {
+                    cache.remove(key_digest);
+                }
+                return Ok(epoch);
+            }
+        }
+        Err(RepoError::Corrupt {
+            key: epoch_prefix(key_digest),
+            reason: "16 epochs were written at once by others; try again".into(),
+        })
     }
 
     /// Writes the sign-out fact of `session` (write-once: signing out twice is
