@@ -1,7 +1,7 @@
 //! The simulator plays the telephony provider against a running callproof:
 //! it places the call, signs every webhook as Twilio does, interprets the
 //! TwiML, answers questions from a script or the terminal, serves the call
-//! recording and sends the recording and call status callbacks.
+//! recording and sends the call status callback, then the recording callback.
 
 pub mod doc;
 pub mod media;
@@ -332,6 +332,33 @@ pub async fn run(sim: &Simulation, on_line: &mut dyn FnMut(&str)) -> anyhow::Res
         status_callback_status: None,
         media_fetches: 0,
     };
+    // As the provider does, the call's end is reported first; the recording
+    // is ready (and its callback sent) only after the call has ended.
+    let status_url = match &sim.status_callback {
+        Some(u) => u.clone(),
+        None => format!(
+            "{}/voice/status",
+            origin(&sim.transfer_url).context("the transfer URL has no origin")?
+        ),
+    };
+    let mut params = caller.base_params();
+    for (k, v) in params.iter_mut() {
+        if k == CALL_STATUS {
+            *v = "completed".into();
+        }
+    }
+    params.push((CALL_DURATION.into(), duration.to_string()));
+    params.push((CALLBACK_SOURCE.into(), "call-progress-events".into()));
+    params.push((SEQUENCE_NUMBER.into(), "0".into()));
+    params.push((
+        TIMESTAMP.into(),
+        OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap_or_default(),
+    ));
+    let (status, _) = caller.post(&status_url, &params).await?;
+    caller.line(format!("call status callback: HTTP {status}"));
+    report.status_callback_status = Some(status);
     let mut media = None;
     if let Some(rec) = recording {
         let bytes = sim.recording.clone().unwrap_or_else(|| sample_recording(3));
@@ -373,31 +400,6 @@ pub async fn run(sim: &Simulation, on_line: &mut dyn FnMut(&str)) -> anyhow::Res
         report.recording_sid = Some(recording_sid);
         media = Some(server);
     }
-    let status_url = match &sim.status_callback {
-        Some(u) => u.clone(),
-        None => format!(
-            "{}/voice/status",
-            origin(&sim.transfer_url).context("the transfer URL has no origin")?
-        ),
-    };
-    let mut params = caller.base_params();
-    for (k, v) in params.iter_mut() {
-        if k == CALL_STATUS {
-            *v = "completed".into();
-        }
-    }
-    params.push((CALL_DURATION.into(), duration.to_string()));
-    params.push((CALLBACK_SOURCE.into(), "call-progress-events".into()));
-    params.push((SEQUENCE_NUMBER.into(), "0".into()));
-    params.push((
-        TIMESTAMP.into(),
-        OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc2822)
-            .unwrap_or_default(),
-    ));
-    let (status, _) = caller.post(&status_url, &params).await?;
-    caller.line(format!("call status callback: HTTP {status}"));
-    report.status_callback_status = Some(status);
     if let Some(server) = media {
         // Serve until the server has fetched the recording and then asked for
         // nothing more for a moment (it may fetch again), or until `linger` ends.
