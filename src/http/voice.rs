@@ -309,6 +309,11 @@ async fn status_work(s: AppState, signed: Signed) -> Response {
         for id in ids {
             s.confirmations.mark_ended(&id, OffsetDateTime::now_utc()).await?;
             if s.confirmations.outcome(&id).await?.is_some() {
+                // A record written before the call's end was reported gets
+                // a version that states it.
+                if s.records.latest(&id).await?.is_some() {
+                    s.completion.complete(&id, false).await?;
+                }
                 continue;
             }
             let fact = OutcomeFact {

@@ -103,7 +103,8 @@ impl Completion {
     }
 
     /// Writes the next record version if the facts call for one: the flow has
-    /// finished and a recording result is new, or (`force`) the wait for the
+    /// finished and a recording result is new, the call's end arrived after
+    /// the newest version was written, or (`force`) the wait for the
     /// recording is over. Returns the version written.
     pub async fn complete(
         &self,
@@ -132,10 +133,20 @@ impl Completion {
                     .and_then(|l| l.recording.as_ref())
                     .is_some_and(|r| r.recording_sid == sid)
             };
+            // The call's end reported after a version was written (the
+            // provider's callbacks come in any order) is news of its own.
+            let ended_at = c.ended_at(id).await?;
+            let end_is_new = ended_at.is_some()
+                && latest
+                    .as_ref()
+                    .and_then(|l| l.call.as_ref())
+                    .is_some_and(|call| call.ended_at.is_none());
             match (recording, &latest) {
-                (None, Some(_)) => return Ok(None),
+                (None, Some(_)) if !end_is_new => return Ok(None),
                 (None, None) if !force => return Ok(None),
-                (Some(rec), Some(_)) if already(&rec.recording_sid) => return Ok(None),
+                (Some(rec), Some(_)) if already(&rec.recording_sid) && !end_is_new => {
+                    return Ok(None)
+                }
                 _ => {}
             }
             let version = latest.as_ref().map_or(1, |l| l.version + 1);
@@ -147,7 +158,7 @@ impl Completion {
             let facts = RecordFacts {
                 view: &view,
                 outcome: &outcome,
-                ended_at: c.ended_at(id).await?,
+                ended_at,
                 recording,
                 waited_secs: self.0.settings.recording_wait.as_secs(),
                 pending: pending.as_deref(),

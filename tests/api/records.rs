@@ -747,3 +747,57 @@ async fn metrics_count_webhooks_outcomes_ingest_and_store_latency() {
         .expect("store create latencies");
     assert!(creates >= 5, "{creates} creates timed");
 }
+
+#[tokio::test]
+async fn a_call_end_reported_after_the_record_gets_a_version_that_states_it() {
+    let app = spawn_app().await;
+    let call = format!("CA{:032}", 77);
+    let started = app.start_call(&call).await;
+    app.press(&started.answer, &call, "1").await;
+    // The recording callback comes first this time: the record is written
+    // before anyone knows when the call ended.
+    let sid = format!("RE{:032}", 77);
+    let server = speech_media(&sid).await;
+    app.webhook(
+        &started.callback,
+        &recording_params(&call, &sid, &server.recording_url),
+        AUTH_TOKEN,
+    )
+    .await;
+    let first = app.wait_record(&started.id, complete).await;
+    assert_eq!(first["version"], 1);
+    assert!(first["call"]["ended_at"].is_null(), "{}", first["call"]);
+
+    let resp = app
+        .webhook(
+            &format!("{}/voice/status", app.base),
+            &[
+                ("AccountSid", ACCOUNT_SID),
+                ("CallSid", call.as_str()),
+                ("CallStatus", "completed"),
+            ],
+            AUTH_TOKEN,
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 204);
+    let second = app.wait_record(&started.id, |r| r["version"] == 2).await;
+    assert!(second["call"]["ended_at"].is_string(), "{}", second["call"]);
+    assert_eq!(second["supersedes"], 1);
+    assert_eq!(
+        second["recording"], first["recording"],
+        "the same recording"
+    );
+    // Told again, nothing more is written.
+    app.webhook(
+        &format!("{}/voice/status", app.base),
+        &[
+            ("AccountSid", ACCOUNT_SID),
+            ("CallSid", call.as_str()),
+            ("CallStatus", "completed"),
+        ],
+        AUTH_TOKEN,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.version_numbers(&started.id).await, [1, 2]);
+}
