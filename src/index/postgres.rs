@@ -302,6 +302,23 @@ impl PostgresIndex {
         Ok(index)
     }
 
+    /// The current generation, read under `lock` (a statement locking the
+    /// `generation` meta row) within `tx`.
+    async fn locked_generation(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        lock: &tokio_postgres::Statement,
+    ) -> Result<u64, IndexError> {
+        let current = tx
+            .query_opt(lock, &[])
+            .await
+            .map_err(|e| self.fail("cannot lock the generation", &e))?
+            .map(|r| r.try_get::<_, String>(0))
+            .transpose()
+            .map_err(|e| self.fail("cannot read the generation", &e))?;
+        Ok(parse_generation(current))
+    }
+
     fn fail(&self, what: &str, e: &tokio_postgres::Error) -> IndexError {
         IndexError(format!("{}: {what}: {}", self.inner.about, chain(e)))
     }
@@ -394,14 +411,7 @@ impl PostgresIndex {
             .transaction()
             .await
             .map_err(|e| self.fail("cannot begin", &e))?;
-        let current = tx
-            .query_opt(&lock, &[])
-            .await
-            .map_err(|e| self.fail("cannot lock the generation", &e))?
-            .map(|r| r.try_get::<_, String>(0))
-            .transpose()
-            .map_err(|e| self.fail("cannot read the generation", &e))?;
-        let current = parse_generation(current);
+        let current = self.locked_generation(&tx, &lock).await?;
         let keep = match switch {
             Some((generation, seal, fingerprint)) => {
                 let g = generation.to_string();
@@ -501,14 +511,7 @@ impl SearchIndex for PostgresIndex {
             .await
             .map_err(|e| self.fail("cannot begin", &e))?;
         // Shared: applies run side by side; a generation change waits for them.
-        let current = tx
-            .query_opt(&lock, &[])
-            .await
-            .map_err(|e| self.fail("cannot lock the generation", &e))?
-            .map(|r| r.try_get::<_, String>(0))
-            .transpose()
-            .map_err(|e| self.fail("cannot read the generation", &e))?;
-        let current = parse_generation(current);
+        let current = self.locked_generation(&tx, &lock).await?;
         for burst in ordered.chunks(BURST) {
             // Sent in order, one after another, without waiting for each answer.
             let writes = burst.iter().map(|c| {

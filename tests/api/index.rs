@@ -114,6 +114,24 @@ async fn every_search(app: &TestApp) -> Vec<Vec<(String, Value, Value)>> {
     ]
 }
 
+/// Runs `callproof index rebuild` with the settings of the test server on
+/// `dir`; answers its output and its stderr as text.
+async fn rebuild_command(dir: &Path) -> (std::process::Output, String) {
+    let env = test_env(dir, Options::default()).await;
+    let out = tokio::process::Command::new(BIN)
+        .args(["index", "rebuild", "--data-dir"])
+        .arg(dir)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stderr)
+}
+
 fn remove_index(dir: &Path) {
     for name in ["index.sqlite3", "index.sqlite3-wal", "index.sqlite3-shm"] {
         match std::fs::remove_file(dir.join(name)) {
@@ -143,18 +161,7 @@ async fn deleting_the_index_and_rebuilding_it_gives_the_same_search_answers() {
 
     // The command rebuilds the deleted index from the store.
     remove_index(&dir);
-    let env = test_env(&dir, Options::default()).await;
-    let out = tokio::process::Command::new(BIN)
-        .args(["index", "rebuild", "--data-dir"])
-        .arg(&dir)
-        .current_dir(&dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, stderr) = rebuild_command(&dir).await;
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("rebuilt SQLite index"), "{stderr}");
     let app = spawn_in(&dir, Options::default()).await;
@@ -453,18 +460,7 @@ async fn a_rebuild_waits_for_another_rebuild_of_the_same_store() {
         )
         .await
         .unwrap();
-    let env = test_env(&dir, Options::default()).await;
-    let out = tokio::process::Command::new(BIN)
-        .args(["index", "rebuild", "--data-dir"])
-        .arg(&dir)
-        .current_dir(&dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, stderr) = rebuild_command(&dir).await;
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("other-host-1"), "{stderr}");
     assert!(
