@@ -768,17 +768,13 @@ async fn a_call_end_reported_after_the_record_gets_a_version_that_states_it() {
     assert_eq!(first["version"], 1);
     assert!(first["call"]["ended_at"].is_null(), "{}", first["call"]);
 
-    let ended = || {
-        app.webhook(
-            &format!("{}/voice/status", app.base),
-            &[
-                ("AccountSid", ACCOUNT_SID),
-                ("CallSid", call.as_str()),
-                ("CallStatus", "completed"),
-            ],
-            AUTH_TOKEN,
-        )
-    };
+    let status_url = format!("{}/voice/status", app.base);
+    let status_params = [
+        ("AccountSid", ACCOUNT_SID),
+        ("CallSid", call.as_str()),
+        ("CallStatus", "completed"),
+    ];
+    let ended = || app.webhook(&status_url, &status_params, AUTH_TOKEN);
     assert_eq!(ended().await.status().as_u16(), 204);
     let second = app.wait_record(&started.id, |r| r["version"] == 2).await;
     assert!(second["call"]["ended_at"].is_string(), "{}", second["call"]);
