@@ -115,9 +115,10 @@ async fn every_search(app: &TestApp) -> Vec<Vec<(String, Value, Value)>> {
 }
 
 /// Runs `callproof index rebuild` with the settings of the test server on
-/// `dir`; answers its output and its stderr as text.
+/// `dir` (the local store: see [`on_sqlite`]); answers its output and its
+/// stderr as text.
 async fn rebuild_command(dir: &Path) -> (std::process::Output, String) {
-    let env = test_env(dir, Options::default()).await;
+    let env = test_env(dir, on_sqlite()).await;
     let out = tokio::process::Command::new(BIN)
         .args(["index", "rebuild", "--data-dir"])
         .arg(dir)
@@ -142,9 +143,18 @@ fn remove_index(dir: &Path) {
     }
 }
 
+/// The local store, whatever store the test run gives other tests: these
+/// tests work on the embedded SQLite index file itself.
+fn on_sqlite() -> Options {
+    Options {
+        extra: vec![("CALLPROOF_STORE", "fs".into())],
+        ..Options::default()
+    }
+}
+
 #[tokio::test]
 async fn deleting_the_index_and_rebuilding_it_gives_the_same_search_answers() {
-    let app = spawn_app().await;
+    let app = spawn_with(on_sqlite()).await;
     let ids = recorded_calls(&app).await;
     hold(&app, &ids[0]).await;
     app.seal_all().await;
@@ -164,13 +174,13 @@ async fn deleting_the_index_and_rebuilding_it_gives_the_same_search_answers() {
     let (out, stderr) = rebuild_command(&dir).await;
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("rebuilt SQLite index"), "{stderr}");
-    let app = spawn_in(&dir, Options::default()).await;
+    let app = spawn_in(&dir, on_sqlite()).await;
     assert_eq!(every_search(&app).await, before);
     app.stop().await;
 
     // A server that finds no index builds one from the store at start.
     remove_index(&dir);
-    let app = spawn_in(&dir, Options::default()).await;
+    let app = spawn_in(&dir, on_sqlite()).await;
     assert_eq!(every_search(&app).await, before);
     app.stop().await;
     drop(tmp);
@@ -247,7 +257,7 @@ async fn an_object_written_past_the_index_is_found_by_the_catch_up() {
 
 #[tokio::test]
 async fn a_changed_index_row_never_changes_what_search_shows() {
-    let app = spawn_app().await;
+    let app = spawn_with(on_sqlite()).await;
     let ids = recorded_calls(&app).await;
     let db = rusqlite::Connection::open(app.data_dir.join("index.sqlite3")).unwrap();
     // Someone with the index file points a row at another account and
@@ -445,7 +455,7 @@ async fn a_seal_planted_in_the_store_puts_nothing_in_search() {
 
 #[tokio::test]
 async fn a_rebuild_waits_for_another_rebuild_of_the_same_store() {
-    let app = spawn_app().await;
+    let app = spawn_with(on_sqlite()).await;
     recorded_calls(&app).await;
     let dir = app.data_dir.clone();
     let store = app.store.clone();
