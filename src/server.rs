@@ -445,11 +445,9 @@ async fn open_index(
     config: &Config,
     queue: &Queue,
 ) -> anyhow::Result<(Arc<dyn SearchIndex>, Option<Leases>)> {
-    if let Some(url) = &config.index_url {
-        let index = crate::index::open_url(url)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        return Ok((index, None));
+    if config.index_url.is_some() {
+        // A shared index: no lease of one instance's own.
+        return Ok((open_index_for_tools(config).await?, None));
     }
     if config.store == StoreKind::S3 && !config.index_single_instance {
         anyhow::bail!("the S3 store is shared by every instance, but the embedded SQLite index would see only this instance's writes: set CALLPROOF_INDEX_URL=postgres://… for a shared index, or CALLPROOF_INDEX_SINGLE_INSTANCE=true if only one instance ever runs on this bucket");

@@ -231,6 +231,23 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+impl Page {
+    /// A page of at most `limit` from `rows`, fetched as `limit + 1` so that
+    /// one more row means a next page, which starts after the last one kept.
+    pub fn of(mut rows: Vec<Row>, limit: usize) -> Page {
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|r| Cursor {
+                requested_at: r.requested_at,
+                record_id: r.record_id.clone(),
+            })
+        } else {
+            None
+        };
+        Page { rows, next }
+    }
+}
+
 /// Keys phone numbers for the index: an HMAC under a secret from
 /// configuration, so an index reader learns no number (numbers are short
 /// enough that a plain hash falls to enumeration).

@@ -600,16 +600,7 @@ impl SearchIndex for PostgresIndex {
         for r in &found {
             rows.push(read_row(r).map_err(|e| IndexError(format!("{}: {e}", self.inner.about)))?);
         }
-        let next = if rows.len() > limit {
-            rows.truncate(limit);
-            rows.last().map(|r| Cursor {
-                requested_at: r.requested_at,
-                record_id: r.record_id.clone(),
-            })
-        } else {
-            None
-        };
-        Ok(Page { rows, next })
+        Ok(Page::of(rows, limit))
     }
 
     async fn start_generation(&self) -> Result<u64, IndexError> {

@@ -251,7 +251,7 @@ fn search(
             .into(),
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows: Vec<Row> = stmt
+    let rows: Vec<Row> = stmt
         .query_map(params_from_iter(args), |r| {
             Ok(Row {
                 record_id: r.get(0)?,
@@ -271,16 +271,7 @@ fn search(
             })
         })?
         .collect::<Result<_, _>>()?;
-    let next = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last().map(|r| Cursor {
-            requested_at: r.requested_at,
-            record_id: r.record_id.clone(),
-        })
-    } else {
-        None
-    };
-    Ok(Page { rows, next })
+    Ok(Page::of(rows, limit))
 }
 
 #[async_trait]
