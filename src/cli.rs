@@ -31,7 +31,8 @@ pub struct Cli {
 enum Command {
     /// Run the webhook and API server.
     Serve(ServeArgs),
-    /// Play the telephony provider against a running server: place one confirmation call.
+    /// Play the telephony provider against a running server: transfer one call to a
+    /// confirmation's transfer URL, or place one inbound call with --inbound.
     Simulate(SimulateArgs),
     /// Check how the server would understand callers' answers.
     Consent {
@@ -270,9 +271,19 @@ struct ServeArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("first").required(true).args(["transfer_url", "inbound"])))]
 struct SimulateArgs {
-    /// The transfer_url from POST /v1/confirmations.
-    transfer_url: String,
+    /// The transfer_url from POST /v1/confirmations: the call is transferred there.
+    transfer_url: Option<String>,
+    /// Place an inbound call instead: a caller dials --to from --from, and the
+    /// first webhook (CallStatus=ringing, Direction=inbound) goes to this URL,
+    /// the server's /voice/incoming (e.g. http://127.0.0.1:8080/voice/incoming).
+    #[arg(long, value_name = "URL")]
+    inbound: Option<String>,
+    /// With --inbound: the StirVerstat of the first webhook, e.g.
+    /// TN-Validation-Passed-A (sent only when given).
+    #[arg(long, value_name = "VALUE", requires = "inbound")]
+    stir_verstat: Option<String>,
     /// An answer to the next question, in order: `press:1` (or `1`), `say:yes I confirm`
     /// (or just the words), `say:yes@0.4` with a confidence, `silence`, `hangup`.
     /// When they run out the simulator asks the terminal, or hangs up without one.
@@ -293,12 +304,21 @@ struct SimulateArgs {
     /// Call status callback URL [default: the transfer URL's origin + /voice/status].
     #[arg(long)]
     status_callback: Option<String>,
-    /// Caller number.
-    #[arg(long, default_value = "+15551230001")]
+    /// Caller number: the caller ID the server sees.
+    #[arg(long, default_value = simulate::DEFAULT_FROM)]
     from: String,
-    /// Called number.
-    #[arg(long, default_value = "+15557654321")]
+    /// Called number: with --inbound, the inbound number the caller dials.
+    #[arg(long, default_value = simulate::DEFAULT_TO)]
     to: String,
+    /// Serve the provider REST API (pausing and resuming the call's recording)
+    /// on this address for the call, e.g. 127.0.0.1:8089; run the server with
+    /// CALLPROOF_PROVIDER_API_URL=http://127.0.0.1:8089 to use it. Paused spans
+    /// are silent in the recording served after the call.
+    #[arg(long, value_name = "ADDR")]
+    provider_api: Option<std::net::SocketAddr>,
+    /// Milliseconds the caller takes to key in each digit of a keypad answer.
+    #[arg(long, default_value_t = 0)]
+    key_press_ms: u64,
     /// Seconds to keep serving the recording after the call, until the server fetches it.
     #[arg(long, default_value_t = 30)]
     linger_secs: u64,
@@ -587,7 +607,15 @@ fn print_dev_credentials(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 async fn simulate_cmd(args: SimulateArgs) -> anyhow::Result<ExitCode> {
-    simulate::check_url(&args.transfer_url)?;
+    let start = match (args.transfer_url, args.inbound) {
+        (Some(url), None) => simulate::CallStart::Transfer(url),
+        (None, Some(url)) => simulate::CallStart::Inbound {
+            url,
+            stir_verstat: args.stir_verstat,
+        },
+        _ => anyhow::bail!("give either a transfer URL or --inbound URL, not both"),
+    };
+    simulate::check_url(start.url())?;
     let dev = credentials::read_dev_credentials(&args.data_dir)?;
     let auth_token = args
         .auth_token
@@ -618,8 +646,24 @@ async fn simulate_cmd(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let provider_api = match args.provider_api {
+        Some(addr) => {
+            let api = simulate::provider_api::ProviderApi::bind(addr, &account_sid, &auth_token)
+                .await
+                .with_context(|| {
+                    format!("cannot serve the provider REST API on {addr}: is it in use? Pick another --provider-api address")
+                })?;
+            println!(
+                "provider REST API at {} (the server needs CALLPROOF_PROVIDER_API_URL={})",
+                api.url(),
+                api.url()
+            );
+            Some(api)
+        }
+        None => None,
+    };
     let sim = Simulation {
-        transfer_url: args.transfer_url,
+        start,
         account_sid,
         auth_token,
         status_callback: args.status_callback,
@@ -629,6 +673,10 @@ async fn simulate_cmd(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         from: args.from,
         to: args.to,
         linger: Duration::from_secs(args.linger_secs),
+        provider_api,
+        pause_failure: None,
+        resume_failure: None,
+        key_press: Duration::from_millis(args.key_press_ms),
     };
     let report = simulate::run(&sim, &mut |line| println!("{line}")).await?;
     Ok(match report.end {

@@ -63,11 +63,17 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "index_url", env: "CALLPROOF_INDEX_URL", default: None, help: "Where the search index lives: postgres://user:password@host:port/database for PostgreSQL, which every instance sharing one store must use. Unset: embedded SQLite in data_dir/index.sqlite3." },
     Setting { key: "index_single_instance", env: "CALLPROOF_INDEX_SINGLE_INSTANCE", default: Some("false"), help: "true allows the embedded SQLite index with the S3 store, promising that only one instance runs on that bucket (each instance's SQLite would see only its own writes); a lease in the store then keeps a second instance from starting." },
     Setting { key: "index_phone_secret", env: "CALLPROOF_INDEX_PHONE_SECRET", default: None, help: "Secret (at least 32 characters) of the keyed hash that stands for phone numbers in the search index. Changing it means running `callproof index rebuild`. Generated for development when unset; required in production." },
+    Setting { key: "identity_secret", env: "CALLPROOF_IDENTITY_SECRET", default: None, help: "Secret (at least 32 characters) under which PINs, one-time codes and knowledge answers are kept as keyed MACs, and which keys the caller-ID and account-number lookups of the inbound number. Keep it outside the store. Generated for development when unset; required in production." },
+    Setting { key: "identity_max_tries", env: "CALLPROOF_IDENTITY_MAX_TRIES", default: Some("3"), help: "Wrong answers to a request's identity check (PIN, code or knowledge questions) after which its confirmation ends locked and the caller goes to the agent number." },
+    Setting { key: "otp_ttl_secs", env: "CALLPROOF_OTP_TTL_SECS", default: Some("900"), help: "How long a one-time code from POST /v1/confirmations stays usable, in seconds; never past the request's own expiry." },
     Setting { key: "index_catchup_secs", env: "CALLPROOF_INDEX_CATCHUP_SECS", default: Some("5"), help: "How often the search index reads new seals and objects awaiting a seal, in seconds (it is also updated as each record version or hold is written)." },
     Setting { key: "playback_url_secs", env: "CALLPROOF_PLAYBACK_URL_SECS", default: Some("300"), help: "How long an audio URL from POST /v1/records/{id}/playback, or an evidence bundle URL from POST /v1/records/{id}/export-grant, stays usable without an API key, in seconds." },
     Setting { key: "ui_session_secs", env: "CALLPROOF_UI_SESSION_SECS", default: Some("28800"), help: "Longest life of a sign-in to the replay page /ui/, in seconds, however active it is (8 hours by default); then the user signs in again." },
     Setting { key: "ui_idle_secs", env: "CALLPROOF_UI_IDLE_SECS", default: Some("1800"), help: "A replay page session that makes no request for this many seconds ends (30 minutes by default)." },
     Setting { key: "media_hosts", env: "CALLPROOF_MEDIA_HOSTS", default: None, help: "Comma-separated hosts recordings are fetched from: host[:port] for https, http://host:port for plain http. Unset: api.twilio.com, plus loopback on any port in development. When set, exactly these." },
+    Setting { key: "provider_api_url", env: "CALLPROOF_PROVIDER_API_URL", default: Some("https://api.twilio.com"), help: "Base URL of the provider's REST API, which pauses and resumes a call's recording (scheme, host and port only). Production needs https and api.twilio.com, or a host listed in provider_api_hosts; point it at the simulator's --provider-api address to try pauses on a laptop." },
+    Setting { key: "provider_api_hosts", env: "CALLPROOF_PROVIDER_API_HOSTS", default: None, help: "Comma-separated host[:port] (https, 443 when no port is given) that provider_api_url may name in production besides api.twilio.com, e.g. a regional edge or an egress proxy. Unset: none." },
+    Setting { key: "provider_api_timeout_secs", env: "CALLPROOF_PROVIDER_API_TIMEOUT_SECS", default: Some("5"), help: "Time limit of one request to the provider's REST API, in seconds; a pause whose answer does not come in time counts as unclear, never as done." },
     Setting { key: "max_recordings_per_call", env: "CALLPROOF_MAX_RECORDINGS_PER_CALL", default: Some("4"), help: "Recordings ingested per call at most; later recording callbacks are refused and logged." },
     Setting { key: "recording_format", env: "CALLPROOF_RECORDING_FORMAT", default: Some("wav"), help: "Format asked of the provider for call recordings: wav (lossless, both channels) or mp3 (smaller)." },
     Setting { key: "recording_max_bytes", env: "CALLPROOF_RECORDING_MAX_BYTES", default: Some("1073741824"), help: "Largest recording downloaded, in bytes; a larger one fails its job." },
@@ -167,6 +173,8 @@ pub struct Secrets {
     pub callback_secret: Option<String>,
     /// Key of the phone-number hashes in the search index.
     pub index_phone_secret: Option<String>,
+    /// Key of identity-check MACs and inbound lookups.
+    pub identity_secret: Option<String>,
 }
 
 impl fmt::Debug for Secrets {
@@ -182,6 +190,7 @@ impl fmt::Debug for Secrets {
                 "index_phone_secret",
                 &set(self.index_phone_secret.is_some()),
             )
+            .field("identity_secret", &set(self.identity_secret.is_some()))
             .finish()
     }
 }
@@ -197,6 +206,8 @@ pub struct Config {
     pub secrets: Secrets,
     pub agent_number: Option<PhoneNumber>,
     pub confirmation_ttl_secs: u64,
+    pub identity_max_tries: u32,
+    pub otp_ttl_secs: u64,
     pub flow_step_ttl_secs: u64,
     pub recording_callback_ttl_secs: u64,
     pub gather_timeout_secs: u32,
@@ -210,6 +221,9 @@ pub struct Config {
     pub callback_timeout_secs: u64,
     pub callback_allowed_hosts: AllowList,
     pub media_hosts: Option<AllowList>,
+    pub provider_api_url: url::Url,
+    pub provider_api_hosts: AllowList,
+    pub provider_api_timeout_secs: u64,
     pub signing_key_file: Option<PathBuf>,
     pub previous_signing_key_file: Option<PathBuf>,
     pub trusted_keys: Option<String>,
@@ -445,6 +459,13 @@ impl Config {
                     }
                     Some((v, _)) => Some(v.trim().to_owned()),
                 },
+                identity_secret: match get(l, "identity_secret") {
+                    None => None,
+                    Some((v, src)) if v.trim().len() < 32 => {
+                        return Err(bad("identity_secret", "<hidden>", src, "use at least 32 characters (e.g. openssl rand -hex 32)"))
+                    }
+                    Some((v, _)) => Some(v.trim().to_owned()),
+                },
             },
             agent_number: match get(l, "agent_number") {
                 None => None,
@@ -454,6 +475,8 @@ impl Config {
                 ),
             },
             confirmation_ttl_secs: positive(l, "confirmation_ttl_secs")?,
+            identity_max_tries: positive(l, "identity_max_tries")?,
+            otp_ttl_secs: positive(l, "otp_ttl_secs")?,
             flow_step_ttl_secs: positive(l, "flow_step_ttl_secs")?,
             recording_callback_ttl_secs: positive(l, "recording_callback_ttl_secs")?,
             gather_timeout_secs: positive(l, "gather_timeout_secs")?,
@@ -482,6 +505,15 @@ impl Config {
                 None => None,
                 Some((v, src)) => Some(AllowList::parse(v, true).map_err(|why| bad("media_hosts", v, src, &why))?),
             },
+            provider_api_url: {
+                let (v, src) = get(l, "provider_api_url").ok_or_else(|| ConfigError("setting provider_api_url (CALLPROOF_PROVIDER_API_URL) is empty: give it a value, like https://api.twilio.com".into()))?;
+                parse_api_base(v).map_err(|why| bad("provider_api_url", v, src, &why))?
+            },
+            provider_api_hosts: match get(l, "provider_api_hosts") {
+                None => AllowList::default(),
+                Some((v, src)) => AllowList::parse(v, false).map_err(|why| bad("provider_api_hosts", v, src, &why))?,
+            },
+            provider_api_timeout_secs: positive(l, "provider_api_timeout_secs")?,
             max_recordings_per_call: positive(l, "max_recordings_per_call")?,
             signing_key_file: get(l, "signing_key_file").map(|(v, _)| PathBuf::from(v)),
             previous_signing_key_file: get(l, "previous_signing_key_file").map(|(v, _)| PathBuf::from(v)),
@@ -702,6 +734,27 @@ fn parse_public_url(v: &str) -> Result<String, String> {
         );
     }
     Ok(trimmed.to_owned())
+}
+
+/// A base URL of scheme, host and port only: the provider API's paths are
+/// appended to it.
+fn parse_api_base(v: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(v.trim())
+        .map_err(|e| format!("{e}: use a base URL like https://api.twilio.com"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(
+            "use an http:// or https:// URL with a host, like https://api.twilio.com".into(),
+        );
+    }
+    if url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err("give the scheme, host and port only (no path, user, query or fragment), like https://api.twilio.com".into());
+    }
+    Ok(url)
 }
 
 fn read_file_layer(path: &Path, layers: &mut Layers) -> Result<(), ConfigError> {

@@ -16,6 +16,7 @@ use crate::domain::{
     ChangeItem, ChangeKind, ConfirmationId, ConfirmationNumber, Locale, PhoneNumber,
 };
 use crate::flow::consent::ConsentLabel;
+use crate::identity::{IdentityCheck, IdentityMethod, PausedSpan};
 use crate::store::{ObjectKey, ObjectStore, StoreError};
 
 /// The customer the confirmation is for.
@@ -58,6 +59,10 @@ pub struct ConfirmationRequest {
     /// After this the transfer URL no longer starts a call.
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
+    /// The identity check the caller passes before any change is confirmed;
+    /// its secret is never here (see [`crate::identity`]).
+    #[serde(default, skip_serializing_if = "IdentityMethod::is_none")]
+    pub identity: IdentityMethod,
 }
 
 /// The call that took the request: the first call to reach the transfer URL.
@@ -67,9 +72,27 @@ pub struct CallClaim {
     pub call_sid: String,
     /// Caller number, masked.
     pub from_masked: Option<String>,
-    /// When the flow started.
+    /// When the flow started: for an inbound call, when callproof answered
+    /// it and started the recording, so offsets into the recording hold.
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
+    /// How the call reached the flow: `transfer` (an agent's transfer URL) or
+    /// `inbound` (the inbound number). Absent on claims stored before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leg: Option<String>,
+    /// Whether the presented caller ID is the request's customer phone: a
+    /// signal, not a proof (caller IDs can be spoofed). `None`: withheld.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_id_matches: Option<bool>,
+    /// The provider's caller ID attestation (`StirVerstat`), when it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stir_verstat: Option<String>,
+    /// The identity check this call passed or failed, when the request has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentityCheck>,
+    /// Spans of the recording paused while secrets were entered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paused: Vec<PausedSpan>,
 }
 
 /// How the caller answered one question.
@@ -127,6 +150,9 @@ pub enum Outcome {
     /// No call took the request before it expired. Written only when the
     /// request's outcome callback needs it settled; never has a record.
     Expired,
+    /// The caller failed the identity check on every try; an agent who has
+    /// checked the customer makes a new request.
+    Locked,
 }
 
 /// The final fact of a request.
@@ -161,6 +187,8 @@ pub enum Status {
     Abandoned,
     /// No call came before `expires_at`.
     Expired,
+    /// See [`Outcome::Locked`].
+    Locked,
 }
 
 impl Outcome {
@@ -173,6 +201,7 @@ impl Outcome {
             Outcome::TransferredToAgent => "transferred_to_agent",
             Outcome::Abandoned => "abandoned",
             Outcome::Expired => "expired",
+            Outcome::Locked => "locked",
         }
     }
 }
@@ -186,6 +215,7 @@ impl From<Outcome> for Status {
             Outcome::TransferredToAgent => Status::TransferredToAgent,
             Outcome::Abandoned => Status::Abandoned,
             Outcome::Expired => Status::Expired,
+            Outcome::Locked => Status::Locked,
         }
     }
 }
@@ -498,6 +528,8 @@ impl Confirmations {
             .create_or_existing(key(format!("{}outcome.json", Self::prefix(id))), fact)
             .await?;
         self.close_flow(id).await?;
+        // The request has ended: its check's secrets and lookups go.
+        crate::identity::store::forget(self.store.as_ref(), id).await?;
         Ok(written)
     }
 
@@ -513,11 +545,14 @@ impl Confirmations {
             call_sid: None,
             at: request.expires_at,
         };
-        self.create_or_existing(
-            key(format!("{}outcome.json", Self::prefix(&request.id))),
-            fact,
-        )
-        .await
+        let written = self
+            .create_or_existing(
+                key(format!("{}outcome.json", Self::prefix(&request.id))),
+                fact,
+            )
+            .await?;
+        crate::identity::store::forget(self.store.as_ref(), &request.id).await?;
+        Ok(written)
     }
 
     /// Keeps when the provider reported the call over; the first report stands.

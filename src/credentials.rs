@@ -31,6 +31,10 @@ pub struct DevCredentials {
     /// from `token_secret`.
     #[serde(default)]
     pub index_phone_secret: Option<String>,
+    /// Identity-check secret; files written before it existed derive one
+    /// from `token_secret`.
+    #[serde(default)]
+    pub identity_secret: Option<String>,
 }
 
 /// The resolved secrets of a running server.
@@ -48,6 +52,8 @@ pub struct Credentials {
     pub callback_secret: String,
     /// Key of the phone-number hashes in the search index.
     pub index_phone_secret: String,
+    /// Key of identity-check MACs and inbound lookups.
+    pub identity_secret: String,
     /// Which settings were filled from the development file.
     pub from_dev_file: Vec<&'static str>,
 }
@@ -147,7 +153,8 @@ pub fn resolve(config: &Config) -> anyhow::Result<(Credentials, DevFile)> {
         && s.api_keys.is_some()
         && s.token_secret.is_some()
         && s.callback_secret.is_some()
-        && s.index_phone_secret.is_some();
+        && s.index_phone_secret.is_some()
+        && s.identity_secret.is_some();
     if config.environment == Environment::Production {
         let mut missing = Vec::new();
         if s.twilio_account_sid.is_none() {
@@ -167,6 +174,9 @@ pub fn resolve(config: &Config) -> anyhow::Result<(Credentials, DevFile)> {
         }
         if s.index_phone_secret.is_none() {
             missing.push("CALLPROOF_INDEX_PHONE_SECRET");
+        }
+        if s.identity_secret.is_none() {
+            missing.push("CALLPROOF_IDENTITY_SECRET");
         }
         if !missing.is_empty() {
             anyhow::bail!(
@@ -212,6 +222,7 @@ pub fn resolve(config: &Config) -> anyhow::Result<(Credentials, DevFile)> {
                     token_secret: random_hex(32),
                     callback_secret: Some(crate::callbacks::CallbackSecret::generate()),
                     index_phone_secret: Some(random_hex(32)),
+                    identity_secret: Some(random_hex(32)),
                 };
                 write_private(&path, &toml::to_string(&d)?)?;
                 (Some(d), DevFile::Generated(path))
@@ -263,6 +274,14 @@ pub fn resolve(config: &Config) -> anyhow::Result<(Credentials, DevFile)> {
         "index_phone_secret",
         dev_phone.as_ref(),
     );
+    let dev_identity = dev.as_ref().map(|d| {
+        d.identity_secret.clone().unwrap_or_else(|| {
+            hex::encode(Sha256::digest(
+                format!("callproof identity secret:{}", d.token_secret).as_bytes(),
+            ))
+        })
+    });
+    let identity_secret = pick(&s.identity_secret, "identity_secret", dev_identity.as_ref());
     let api_keys = match (&s.api_keys, &dev) {
         (Some(k), _) => k.clone(),
         (None, Some(d)) => {
@@ -280,6 +299,7 @@ pub fn resolve(config: &Config) -> anyhow::Result<(Credentials, DevFile)> {
             token_secret: secret,
             callback_secret,
             index_phone_secret,
+            identity_secret,
             from_dev_file: from_dev,
         },
         file,
@@ -370,6 +390,7 @@ mod tests {
                 crate::callbacks::CallbackSecret::generate(),
             ),
             ("CALLPROOF_INDEX_PHONE_SECRET".to_string(), "i".repeat(40)),
+            ("CALLPROOF_IDENTITY_SECRET".to_string(), "d".repeat(40)),
         ]);
         let err = resolve(&Config::load(None, &full, &[]).unwrap())
             .err()

@@ -23,6 +23,7 @@ pub mod domain;
 pub mod evidence;
 pub mod flow;
 pub mod http;
+pub mod identity;
 pub mod index;
 pub mod ingest;
 pub mod jobs;

@@ -68,6 +68,31 @@ const HELP: &[(&str, &str, &str)] = &[
         "Recording downloads retried after a 404, 429, 5xx or network error.",
     ),
     (
+        "callproof_inbound_calls_total",
+        "counter",
+        "Calls answered on the inbound number (POST /voice/incoming).",
+    ),
+    (
+        "callproof_identity_checks_total",
+        "counter",
+        "Identity checks decided on the inbound number, by method (pin, otp, kba) and result (pass, fail); a provider retry of one attempt counts once.",
+    ),
+    (
+        "callproof_identity_repeat_caller_failures_total",
+        "counter",
+        "Failed identity checks by a caller ID that has failed the checks of more than one request in the signal window (see GET /v1/identity/signals).",
+    ),
+    (
+        "callproof_inbound_unmatched_recordings_total",
+        "counter",
+        "Recordings of inbound calls that reached no request (no check passed or failed on every try); logged and not kept.",
+    ),
+    (
+        "callproof_provider_api_total",
+        "counter",
+        "Requests to the provider's REST API, by action (pause, resume) and result: paused, resumed, refused (3xx or 4xx: not changed), unclear (timeout, network, 5xx, an unreadable answer: maybe changed), invalid (a SID of the wrong shape: not sent).",
+    ),
+    (
         "callproof_store_seconds",
         "histogram",
         "Time of each store operation, by operation and result.",

@@ -35,6 +35,7 @@ use crate::ingest::{Ingest, IngestSettings};
 use crate::jobs::lease::{Leases, Take};
 use crate::jobs::{JobKind, Queue};
 use crate::metrics::{MeteredStore, Metrics};
+use crate::provider::api::RecordingControl;
 use crate::record::complete::{Completion, CompletionSettings};
 use crate::record::Records;
 use crate::store::check::{self, StoreReport};
@@ -161,6 +162,8 @@ impl Application {
         wrap: impl FnOnce(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>,
     ) -> anyhow::Result<Application> {
         let (credentials, dev_file) = credentials::resolve(&config)?;
+        // Refused before anything is opened, like the credentials.
+        crate::provider::api::checked_base(&config)?;
         let (signer, generated) = credentials::signing_key(&config)?;
         let signer = Arc::new(signer);
         if let Some(path) = generated {
@@ -171,6 +174,9 @@ impl Application {
             Some(dir) => Prompts::from_dir(dir)?,
             None => Prompts::builtin()?,
         };
+        let inbound =
+            crate::flow::inbound::InboundPrompts::load(&prompts, config.prompts_dir.as_deref())
+                .map_err(anyhow::Error::msg)?;
         let (store, report) = open_store(&config).await?;
         let store = wrap(store);
         let metrics = Arc::new(Metrics::default());
@@ -206,6 +212,11 @@ impl Application {
         tracing::info!(store = %store.describe(), public_url = %public_base, "callproof ready");
         let settings = Settings::from_config(&config, &credentials, &report)?;
         let confirmations = Confirmations::new(store.clone());
+        let identity = crate::identity::store::IdentityStore::new(
+            store.clone(),
+            crate::identity::IdentityKeys::new(&credentials.identity_secret),
+            config.identity_max_tries,
+        );
         let records = Records::new(store.clone());
         let queue = Queue::new(store.clone(), settings.lease_ttl, metrics.clone());
         let evidence = Evidence::new(store.clone(), signer.clone());
@@ -239,6 +250,12 @@ impl Application {
             metrics.clone(),
             evidence.clone(),
         );
+        let recording_control = RecordingControl::from_config(
+            &config,
+            &credentials.twilio_account_sid,
+            &credentials.twilio_auth_token,
+            metrics.clone(),
+        )?;
         let fetch = Fetcher::new(settings.fetch, metrics.clone())?;
         let ingest = Ingest::new(
             store.clone(),
@@ -275,7 +292,10 @@ impl Application {
             evidence.clone(),
         );
         let shared = Shared {
+            identity,
+            inbound,
             ui,
+            recording_control,
             keys,
             signer: TokenSigner::new(&credentials.token_secret),
             classifier: Classifier::new(config.speech_min_confidence),

@@ -209,6 +209,12 @@ impl Response {
         self.verb(Element::new("Hangup"))
     }
 
+    /// Appends every verb of `other`, in order.
+    pub fn append(mut self, other: Response) -> Self {
+        self.root.children.extend(other.root.children);
+        self
+    }
+
     /// Writes the document, declaration first, into `out` (see [`Response`] for the
     /// exact format).
     ///

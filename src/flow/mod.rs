@@ -7,6 +7,7 @@
 //! as `no_answer`. Nothing but an affirm ever confirms.
 
 pub mod consent;
+pub mod inbound;
 pub mod prompts;
 pub mod token;
 
@@ -389,6 +390,8 @@ impl Flow<'_> {
             },
             Outcome::Abandoned => Response::new().hangup(),
             Outcome::Expired => Response::new().say(self.say(p.expired.as_str())).hangup(),
+            // Reached only from the inbound number, which says its own words.
+            Outcome::Locked => Response::new().hangup(),
         }
     }
 }
@@ -450,6 +453,7 @@ mod tests {
             callback_url: None,
             created_at: now,
             expires_at: now + Duration::minutes(30),
+            identity: Default::default(),
         }
     }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use time::OffsetDateTime;
 
-use crate::domain::ConfirmationId;
+use crate::domain::{ConfirmationId, Locale};
 
 /// What a token may be used for; a token is refused anywhere else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +79,66 @@ pub struct FlowToken {
     pub expires: i64,
 }
 
+/// What an inbound call is doing, before it holds a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InboundStage {
+    /// Choosing the language.
+    #[serde(rename = "l")]
+    Language,
+    /// Keying in the account number.
+    #[serde(rename = "a")]
+    Account,
+    /// Keying in the secret of the candidate request.
+    #[serde(rename = "s")]
+    Secret,
+    /// The recording status callback of an inbound call.
+    #[serde(rename = "r")]
+    Recording,
+}
+
+/// A paused span carried between an inbound call's webhooks: from and to in
+/// milliseconds into the recording (to = 0: still paused), and why.
+pub type SpanState = (u64, u64, String);
+
+/// An inbound call's state between webhooks: signed like a flow token,
+/// under its own context, so one can never stand for the other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundToken {
+    /// Where it may be used.
+    #[serde(rename = "g")]
+    pub stage: InboundStage,
+    /// Digest of the call's CallSid: the token works for that call only.
+    #[serde(rename = "c")]
+    pub call: String,
+    /// The caller's language.
+    #[serde(rename = "l")]
+    pub locale: Locale,
+    /// Gather number, from 0; every answer moves it on.
+    #[serde(rename = "n", default)]
+    pub step: u32,
+    /// Unusable answers at this stage.
+    #[serde(rename = "m", default)]
+    pub misses: u8,
+    /// The request whose check is being answered.
+    #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<ConfirmationId>,
+    /// Knowledge question being answered, from 0.
+    #[serde(rename = "q", default)]
+    pub question: u8,
+    /// Every knowledge answer so far matched; told to nobody before the last.
+    #[serde(rename = "k", default)]
+    pub matched: bool,
+    /// When the recording started, Unix milliseconds.
+    #[serde(rename = "t")]
+    pub started_ms: i64,
+    /// Paused spans so far.
+    #[serde(rename = "p", default, skip_serializing_if = "Vec::is_empty")]
+    pub paused: Vec<SpanState>,
+    /// Expiry, Unix seconds.
+    #[serde(rename = "e")]
+    pub expires: i64,
+}
+
 /// Why a token was refused. Every case answers 403.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -108,6 +168,8 @@ type HmacSha256 = Hmac<Sha256>;
 const MAC_BYTES: usize = 20;
 /// Domain separation, so these MACs mean nothing elsewhere.
 const CONTEXT: &[u8] = b"callproof/flow-token/v1.";
+/// Domain separation of inbound tokens.
+const INBOUND_CONTEXT: &[u8] = b"callproof/inbound-token/v1.";
 
 impl TokenSigner {
     /// A signer over `secret`.
@@ -117,20 +179,67 @@ impl TokenSigner {
         }
     }
 
-    fn mac(&self, payload: &str) -> HmacSha256 {
+    fn mac_in(&self, context: &[u8], payload: &str) -> HmacSha256 {
         // HMAC takes a key of any length.
         let mut mac = HmacSha256::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!());
-        mac.update(CONTEXT);
+        mac.update(context);
         mac.update(payload.as_bytes());
         mac
     }
 
-    /// Encodes and signs a token.
-    pub fn sign(&self, token: &FlowToken) -> String {
+    fn sign_in<T: Serialize>(&self, context: &[u8], token: &T) -> String {
         let json = serde_json::to_vec(token).unwrap_or_default();
         let payload = URL_SAFE_NO_PAD.encode(json);
-        let tag = self.mac(&payload).finalize().into_bytes();
+        let tag = self.mac_in(context, &payload).finalize().into_bytes();
         format!("{payload}.{}", URL_SAFE_NO_PAD.encode(&tag[..MAC_BYTES]))
+    }
+
+    fn open_in<T: serde::de::DeserializeOwned>(
+        &self,
+        context: &[u8],
+        text: &str,
+    ) -> Result<T, TokenError> {
+        let (payload, tag) = text.split_once('.').ok_or(TokenError::Malformed)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| TokenError::Malformed)?;
+        if tag.len() != MAC_BYTES {
+            return Err(TokenError::Malformed);
+        }
+        self.mac_in(context, payload)
+            .verify_truncated_left(&tag)
+            .map_err(|_| TokenError::BadSignature)?;
+        let json = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TokenError::Malformed)?;
+        serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)
+    }
+
+    /// Encodes and signs a token.
+    pub fn sign(&self, token: &FlowToken) -> String {
+        self.sign_in(CONTEXT, token)
+    }
+
+    /// Encodes and signs an inbound call's token.
+    pub fn sign_inbound(&self, token: &InboundToken) -> String {
+        self.sign_in(INBOUND_CONTEXT, token)
+    }
+
+    /// Checks an inbound token's signature, expiry at `now` and stage.
+    pub fn verify_inbound(
+        &self,
+        text: &str,
+        stages: &[InboundStage],
+        now: OffsetDateTime,
+    ) -> Result<InboundToken, TokenError> {
+        let token: InboundToken = self.open_in(INBOUND_CONTEXT, text)?;
+        if now.unix_timestamp() >= token.expires {
+            return Err(TokenError::Expired);
+        }
+        if !stages.contains(&token.stage) {
+            return Err(TokenError::WrongPurpose);
+        }
+        Ok(token)
     }
 
     /// Checks signature, expiry at `now` and purpose, and returns the content.
@@ -140,20 +249,7 @@ impl TokenSigner {
         purpose: Purpose,
         now: OffsetDateTime,
     ) -> Result<FlowToken, TokenError> {
-        let (payload, tag) = text.split_once('.').ok_or(TokenError::Malformed)?;
-        let tag = URL_SAFE_NO_PAD
-            .decode(tag)
-            .map_err(|_| TokenError::Malformed)?;
-        if tag.len() != MAC_BYTES {
-            return Err(TokenError::Malformed);
-        }
-        self.mac(payload)
-            .verify_truncated_left(&tag)
-            .map_err(|_| TokenError::BadSignature)?;
-        let json = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| TokenError::Malformed)?;
-        let token: FlowToken = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
+        let token: FlowToken = self.open_in(CONTEXT, text)?;
         if now.unix_timestamp() >= token.expires {
             return Err(TokenError::Expired);
         }

@@ -18,6 +18,7 @@ use crate::confirmations::{ConfirmationRequest, ConfirmationView, Customer};
 use crate::domain::{
     ChangeItem, ChangeKind, ConfirmationId, ConfirmationNumber, Locale, PhoneNumber,
 };
+use crate::identity::NewIdentity;
 
 /// Most change items in one request.
 const MAX_ITEMS: usize = 20;
@@ -30,6 +31,7 @@ const FIELDS: &[&str] = &[
     "agent_id",
     "locale",
     "callback_url",
+    "identity",
 ];
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -128,6 +130,7 @@ struct NewRequest {
     agent_id: String,
     locale: Locale,
     callback_url: Option<String>,
+    identity: NewIdentity,
 }
 
 fn parse_new(body: &[u8]) -> Result<NewRequest, ApiError> {
@@ -237,12 +240,22 @@ fn parse_new(body: &[u8]) -> Result<NewRequest, ApiError> {
         }
         Some(_) => r.error("change", "must be a list of {field, before, after}"),
     }
+    let identity = match NewIdentity::parse(obj.get("identity")) {
+        Ok(i) => Some(i),
+        Err(errors) => {
+            for (field, why) in errors {
+                r.error(field, why);
+            }
+            None
+        }
+    };
     if !r.errors.is_empty() {
         return Err(ApiError::Invalid(r.errors));
     }
     match (account_id, kind, agent_id, locale, customer) {
         (Some(account_id), Some(kind), Some(agent_id), Some(locale), Some(customer)) => {
             Ok(NewRequest {
+                identity: identity.unwrap_or(NewIdentity::None),
                 account_id: account_id.to_owned(),
                 kind,
                 change,
@@ -285,20 +298,34 @@ pub async fn create_confirmation(
         callback_url: new.callback_url,
         created_at: now,
         expires_at: now + Duration::seconds(s.config.confirmation_ttl_secs as i64),
+        identity: new.identity.method(),
     };
     // The callback job first: it waits for the request's end, and no crash
     // can leave a stored request whose outcome is never sent.
     s.callbacks.enqueue(&request).await?;
+    // The check's MACs and lookups next: a request is never stored without them.
+    let code_until = request
+        .expires_at
+        .min(now + Duration::seconds(s.config.otp_ttl_secs as i64));
+    let one_time_code = s
+        .identity
+        .register(&request, new.identity, code_until)
+        .await?;
     s.confirmations.create_request(&request).await?;
     tracing::info!(confirmation = %request.id, kind = %request.kind, agent = %request.agent_id, key = request.created_by_key.as_deref().unwrap_or_default(), "confirmation requested");
     let transfer_url = s.links(now).start_url(&request.id, request.expires_at);
-    let body = json!({
+    let mut body = json!({
         "id": request.id,
         "confirmation_number": request.confirmation_number,
         "transfer_url": transfer_url,
         "status": "pending",
         "expires_at": rfc3339(request.expires_at),
     });
+    if let Some(code) = one_time_code {
+        // Answered this once; callproof keeps only its MAC.
+        body["one_time_code"] = json!(code);
+        body["one_time_code_expires_at"] = json!(rfc3339(code_until));
+    }
     let location = format!("/v1/confirmations/{}", request.id);
     Ok((
         StatusCode::CREATED,

@@ -10,6 +10,7 @@ mod evidence;
 mod export;
 pub mod extract;
 mod hold;
+mod inbound;
 mod jobs;
 mod playback;
 mod records;
@@ -62,6 +63,10 @@ pub struct Shared {
     pub keys: KeyRing,
     /// Requests and call facts.
     pub confirmations: Confirmations,
+    /// What inbound callers hear before a request is theirs.
+    pub inbound: crate::flow::inbound::InboundPrompts,
+    /// Identity checks: secret MACs, attempt slots, inbound lookups.
+    pub identity: crate::identity::store::IdentityStore,
     /// Prompt templates.
     pub prompts: Prompts,
     /// What the store was found to guarantee at start-up.
@@ -100,6 +105,8 @@ pub struct Shared {
     pub sweeper: Sweeper,
     /// Replay page sessions and sign-outs.
     pub ui: ui::Ui,
+    /// Pauses and resumes call recordings through the provider's REST API.
+    pub recording_control: crate::provider::api::RecordingControl,
     /// The last store probe that failed, for `GET /v1/status`.
     pub last_probe_failure: std::sync::Mutex<Option<ProbeFailure>>,
 }
@@ -130,6 +137,12 @@ pub fn router(state: AppState) -> Router {
         .route(ANSWER_PATH, post(voice::answer))
         .route(STATUS_PATH, post(voice::status))
         .route(RECORDING_PATH, post(voice::recording))
+        .route(crate::flow::inbound::INCOMING_PATH, post(inbound::incoming))
+        .route(crate::flow::inbound::INBOUND_PATH, post(inbound::step))
+        .route(
+            crate::flow::inbound::INBOUND_RECORDING_PATH,
+            post(inbound::recording),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_webhooks,
@@ -143,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/confirmations", post(api::create_confirmation))
         .route("/v1/confirmations/{id}", get(api::get_confirmation))
         .route("/v1/jobs", get(jobs::list))
+        .route("/v1/identity/signals", get(inbound::signals))
         .route("/v1/keys", get(evidence::keys))
         .route("/v1/seals/head", get(evidence::seals_head))
         .route("/v1/records/{id}/verify", get(evidence::verify_record))

@@ -28,7 +28,7 @@ use crate::provider::{CallInfo, CallStatusEvent, GatherResult, RecordingEvent};
 use crate::twiml;
 
 /// Why an accepted webhook could not be answered normally.
-enum Failure {
+pub(crate) enum Failure {
     /// Refuse with 400/403, changing nothing.
     Refused(WebhookError),
     /// Something inside failed: apologise in `locale`.
@@ -51,6 +51,11 @@ fn twiml_response(r: &twiml::Response) -> Response {
         r.to_xml(),
     )
         .into_response()
+}
+
+/// The answer to a webhook: its TwiML, its refusal, or an apology.
+pub(crate) fn finish_twiml(state: &AppState, result: Result<twiml::Response, Failure>) -> Response {
+    finish(state, result)
 }
 
 fn finish(state: &AppState, result: Result<twiml::Response, Failure>) -> Response {
@@ -83,7 +88,11 @@ impl AppState {
         }
     }
 
-    fn flow<'a>(&'a self, request: &'a ConfirmationRequest, now: OffsetDateTime) -> Flow<'a> {
+    pub(crate) fn flow<'a>(
+        &'a self,
+        request: &'a ConfirmationRequest,
+        now: OffsetDateTime,
+    ) -> Flow<'a> {
         Flow {
             request,
             prompts: self.prompts.locale(request.locale),
@@ -110,6 +119,13 @@ impl AppState {
 
 fn malformed(e: impl std::fmt::Display) -> Failure {
     Failure::Refused(WebhookError::Malformed(e.to_string()))
+}
+
+/// Whether the presented caller ID is the request's customer phone; `None`
+/// when it is withheld or not a phone number.
+pub(crate) fn caller_id_matches(from: Option<&str>, request: &ConfirmationRequest) -> Option<bool> {
+    from.and_then(|f| f.parse::<PhoneNumber>().ok())
+        .map(|p| p == request.customer.phone)
 }
 
 /// The transfer URL: claims the request for this call, starts recording, asks.
@@ -150,6 +166,11 @@ async fn start_work(s: AppState, hook: Hook<extract::Start>) -> Response {
                 .and_then(|f| f.parse::<PhoneNumber>().ok())
                 .map(|p| p.masked()),
             started_at: now,
+            leg: Some("transfer".into()),
+            caller_id_matches: caller_id_matches(call.from.as_deref(), &request),
+            stir_verstat: params.get("StirVerstat").map(|v| v.chars().take(64).collect()),
+            identity: None,
+            paused: Vec::new(),
         };
         let flow = s.flow(&request, now);
         match s.confirmations.claim_call(id, claim).await.map_err(internal(request.locale))? {
@@ -341,6 +362,50 @@ async fn status_work(s: AppState, signed: Signed) -> Response {
     }
 }
 
+/// Keeps a recording callback for request `id`, whose call must be the one
+/// the recording is of: checks the account, then queues the recording job once.
+pub(crate) async fn accept_recording(
+    s: &AppState,
+    id: &crate::domain::ConfirmationId,
+    event: RecordingEvent,
+    now: OffsetDateTime,
+) -> Result<(), Failure> {
+    if event.account_sid.as_deref() != Some(s.credentials.twilio_account_sid.as_str()) {
+        s.metrics.inc(
+            "callproof_recordings_refused_total",
+            &[("reason", "account")],
+        );
+        return Err(Failure::Refused(WebhookError::Forbidden(
+            "AccountSid is not this server's provider account (CALLPROOF_TWILIO_ACCOUNT_SID)"
+                .into(),
+        )));
+    }
+    let locale = Locale::EnUs;
+    match s.confirmations.call(id).await.map_err(internal(locale))? {
+        Some(c) if c.call_sid == event.call_sid => {}
+        _ => {
+            return Err(Failure::Refused(WebhookError::Forbidden(
+                "recording of a call that does not hold this request".into(),
+            )))
+        }
+    }
+    match s
+        .ingest
+        .accept(id, event, now)
+        .await
+        .map_err(internal(locale))?
+    {
+        Accepted::Queued => tracing::info!(confirmation = %id, "recording callback: job queued"),
+        Accepted::Duplicate => {
+            tracing::info!(confirmation = %id, "recording callback repeated; the first one stands")
+        }
+        Accepted::Refused { reason, .. } => {
+            return Err(Failure::Refused(WebhookError::Forbidden(reason)));
+        }
+    }
+    Ok(())
+}
+
 /// The recording status callback: keeps the provider's notice, once per recording.
 async fn recording_work(s: AppState, hook: Hook<extract::Recording>) -> Response {
     let Hook {
@@ -351,30 +416,7 @@ async fn recording_work(s: AppState, hook: Hook<extract::Recording>) -> Response
     } = hook;
     let result: Result<(), Failure> = async {
         let event = RecordingEvent::parse(&params).map_err(malformed)?;
-        if event.account_sid.as_deref() != Some(s.credentials.twilio_account_sid.as_str()) {
-            s.metrics.inc("callproof_recordings_refused_total", &[("reason", "account")]);
-            return Err(Failure::Refused(WebhookError::Forbidden(
-                "AccountSid is not this server's provider account (CALLPROOF_TWILIO_ACCOUNT_SID)".into(),
-            )));
-        }
-        let id = &token.confirmation_id;
-        let locale = Locale::EnUs;
-        match s.confirmations.call(id).await.map_err(internal(locale))? {
-            Some(c) if c.call_sid == event.call_sid => {}
-            _ => {
-                return Err(Failure::Refused(WebhookError::Forbidden(
-                    "recording of a call that does not hold this request".into(),
-                )))
-            }
-        }
-        match s.ingest.accept(id, event, now).await.map_err(internal(locale))? {
-            Accepted::Queued => tracing::info!(confirmation = %id, "recording callback: job queued"),
-            Accepted::Duplicate => tracing::info!(confirmation = %id, "recording callback repeated; the first one stands"),
-            Accepted::Refused { reason, .. } => {
-                return Err(Failure::Refused(WebhookError::Forbidden(reason)));
-            }
-        }
-        Ok(())
+        accept_recording(&s, &token.confirmation_id, event, now).await
     }
     .await;
     match result {
@@ -424,6 +466,14 @@ fn apology(s: &AppState) -> Response {
 
 fn retry_later(_: &AppState) -> Response {
     StatusCode::SERVICE_UNAVAILABLE.into_response()
+}
+
+/// Runs an inbound step under the webhook deadline, like every flow webhook.
+pub(crate) async fn guarded_inbound<Fut>(s: AppState, work: Fut) -> Response
+where
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    guarded(s, work, apology).await
 }
 
 /// `POST /voice/start`: see [`start_work`].

@@ -4,6 +4,7 @@
 //! Only this module spells `CallSid`, `SpeechResult` and friends; the
 //! simulator builds its requests with the same names from here.
 
+pub mod api;
 pub mod signature;
 
 /// Webhook parameters in the order they arrived.
@@ -52,6 +53,7 @@ pub mod names {
     pub const RECORDING_URL: &str = "RecordingUrl";
     pub const SEQUENCE_NUMBER: &str = "SequenceNumber";
     pub const SPEECH_RESULT: &str = "SpeechResult";
+    pub const STIR_VERSTAT: &str = "StirVerstat";
     pub const TIMESTAMP: &str = "Timestamp";
     pub const TO: &str = "To";
 }

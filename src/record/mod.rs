@@ -140,6 +140,21 @@ pub struct CallPart {
     /// When the provider reported the call over, if it did.
     #[serde(with = "time::serde::rfc3339::option")]
     pub ended_at: Option<OffsetDateTime>,
+    /// `transfer` or `inbound`; absent on records of earlier calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leg: Option<String>,
+    /// Whether the presented caller ID is the customer phone (a signal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_id_matches: Option<bool>,
+    /// The provider's caller ID attestation, as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stir_verstat: Option<String>,
+    /// The identity check this call went through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<crate::identity::IdentityCheck>,
+    /// Recording spans paused while secrets were entered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paused: Vec<crate::identity::PausedSpan>,
 }
 
 /// The outcome part of a record.
@@ -386,6 +401,11 @@ pub fn build(facts: &RecordFacts<'_>, version: u32, now: OffsetDateTime) -> Conf
             from_masked: c.from_masked.clone(),
             started_at: c.started_at,
             ended_at,
+            leg: c.leg.clone(),
+            caller_id_matches: c.caller_id_matches,
+            stir_verstat: c.stir_verstat.clone(),
+            identity: c.identity.clone(),
+            paused: c.paused.clone(),
         }),
         outcome: OutcomePart {
             status: outcome.outcome,

@@ -1,10 +1,14 @@
 //! The simulator plays the telephony provider against a running callproof:
-//! it places the call, signs every webhook as Twilio does, interprets the
-//! TwiML, answers questions from a script or the terminal, serves the call
-//! recording and sends the call status callback, then the recording callback.
+//! it places the call (a transfer, or an inbound call to a number), signs
+//! every webhook as Twilio does, interprets the TwiML, answers questions from
+//! a script or the terminal, pauses and resumes the recording when the
+//! server asks its REST API, serves the call recording and sends the call
+//! status callback, then the recording callback.
 
 pub mod doc;
 pub mod media;
+pub mod provider_api;
+pub mod silence;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::str::FromStr;
@@ -19,6 +23,7 @@ use crate::provider::names::*;
 use crate::provider::signature::{self, SIGNATURE_HEADER};
 use doc::Node;
 use media::{MediaFormat, MediaServer};
+use provider_api::{ApiFailure, ApiRequest, PausedSpan, PlacedCall, ProviderApi};
 
 /// One answer the simulated caller gives to a `<Gather>`.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,11 +113,38 @@ pub enum CallEnd {
     Refused(u16),
 }
 
+/// How the simulated call reaches the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallStart {
+    /// The agent's system redirects a live call to this transfer URL (from
+    /// `POST /v1/confirmations`); every webhook says `CallStatus=in-progress`.
+    Transfer(String),
+    /// A caller dials `to`: the provider sends the incoming-call webhook to
+    /// `url` (the server's `/voice/incoming`) with `CallStatus=ringing`, then
+    /// runs the TwiML it gets back as for a transfer.
+    Inbound {
+        /// Where the number's "a call comes in" webhook points.
+        url: String,
+        /// `StirVerstat` of the first webhook (e.g. `TN-Validation-Passed-A`),
+        /// as Twilio sends it for a caller ID checked by STIR/SHAKEN.
+        stir_verstat: Option<String>,
+    },
+}
+
+impl CallStart {
+    /// The URL of the first webhook.
+    pub fn url(&self) -> &str {
+        match self {
+            CallStart::Transfer(url) | CallStart::Inbound { url, .. } => url,
+        }
+    }
+}
+
 /// A call to simulate.
 #[derive(Debug, Clone)]
 pub struct Simulation {
-    /// The transfer URL from `POST /v1/confirmations`.
-    pub transfer_url: String,
+    /// How the call reaches the server, and its first URL.
+    pub start: CallStart,
     /// Provider account SID (basic-auth user of the media endpoint).
     pub account_sid: String,
     /// Provider auth token: signs webhooks, guards the media endpoint.
@@ -131,7 +163,63 @@ pub struct Simulation {
     pub to: String,
     /// How long to keep serving the recording after the call, until it is fetched.
     pub linger: Duration,
+    /// The provider REST API the server under test calls to pause and resume
+    /// the recording (its `CALLPROOF_PROVIDER_API_URL` is [`ProviderApi::url`]).
+    /// The call is known to it, in progress, from its first webhook to its
+    /// end. `None`: no REST API knows the call, and the recording is served as given.
+    pub provider_api: Option<ProviderApi>,
+    /// For testing a server's "the pause failed" path: every pause request of
+    /// this call fails this way and the recording goes on unpaused
+    /// (`ApiFailure::Status(500)` is an outage the server cannot read,
+    /// `ApiFailure::Status(400)` a refusal, `ApiFailure::NoAnswer` a timeout).
+    /// `None`: pauses work.
+    pub pause_failure: Option<ApiFailure>,
+    /// As `pause_failure`, for resume requests: the recording stays paused.
+    pub resume_failure: Option<ApiFailure>,
+    /// How long the caller takes to key in each digit of a keypad answer.
+    pub key_press: Duration,
 }
+
+impl Simulation {
+    /// A call transferred to `transfer_url` from `+15551230001` to `+15557654321`,
+    /// with no answers, no terminal, the generated recording, no provider REST
+    /// API and 20 seconds to fetch the recording.
+    pub fn transfer(transfer_url: &str, account_sid: &str, auth_token: &str) -> Simulation {
+        Simulation {
+            start: CallStart::Transfer(transfer_url.to_owned()),
+            account_sid: account_sid.to_owned(),
+            auth_token: auth_token.to_owned(),
+            status_callback: None,
+            answers: Vec::new(),
+            interactive: false,
+            recording: None,
+            from: DEFAULT_FROM.to_owned(),
+            to: DEFAULT_TO.to_owned(),
+            linger: Duration::from_secs(20),
+            provider_api: None,
+            pause_failure: None,
+            resume_failure: None,
+            key_press: Duration::ZERO,
+        }
+    }
+
+    /// As [`Simulation::transfer`], for an inbound call whose first webhook goes to `url`.
+    pub fn inbound(url: &str, account_sid: &str, auth_token: &str) -> Simulation {
+        Simulation {
+            start: CallStart::Inbound {
+                url: url.to_owned(),
+                stir_verstat: None,
+            },
+            ..Simulation::transfer(url, account_sid, auth_token)
+        }
+    }
+}
+
+/// The caller's number when none is given.
+pub const DEFAULT_FROM: &str = "+15551230001";
+
+/// The called number (the inbound number of an inbound call) when none is given.
+pub const DEFAULT_TO: &str = "+15557654321";
 
 /// What happened on the call.
 #[derive(Debug, Clone)]
@@ -152,6 +240,13 @@ pub struct CallReport {
     pub status_callback_status: Option<u16>,
     /// How often the server fetched the recording.
     pub media_fetches: usize,
+    /// The spans during which the recording was paused through the provider
+    /// REST API, as offsets from its start; silent in [`CallReport::recording`].
+    pub paused_spans: Vec<PausedSpan>,
+    /// The provider REST API requests about this call, in order.
+    pub api_requests: Vec<ApiRequest>,
+    /// The recording as the media endpoint served it, if recording started.
+    pub recording: Option<Bytes>,
 }
 
 fn sid(prefix: &str) -> String {
@@ -196,6 +291,8 @@ struct Caller<'a> {
     report_line: &'a mut dyn FnMut(&str),
     transcript: Vec<String>,
     heard: Vec<String>,
+    /// The call as the provider REST API knows it.
+    placed: Option<PlacedCall>,
 }
 
 impl Caller<'_> {
@@ -270,6 +367,8 @@ enum Step {
 
 struct RecordingStart {
     callback: String,
+    sid: String,
+    started: Instant,
     started_at: OffsetDateTime,
 }
 
@@ -279,30 +378,51 @@ pub async fn run(sim: &Simulation, on_line: &mut dyn FnMut(&str)) -> anyhow::Res
         .timeout(Duration::from_secs(30))
         .build()
         .context("cannot build the HTTP client")?;
+    let call_sid = sid("CA");
+    let placed = sim
+        .provider_api
+        .as_ref()
+        .map(|api| api.place(&call_sid, sim.pause_failure, sim.resume_failure));
     let mut caller = Caller {
         sim,
         client,
-        call_sid: sid("CA"),
+        call_sid: call_sid.clone(),
         answers: sim.answers.clone().into_iter(),
         report_line: on_line,
         transcript: Vec::new(),
         heard: Vec::new(),
+        placed,
     };
     let started = Instant::now();
     let mut recording: Option<RecordingStart> = None;
-    let call_sid = caller.call_sid.clone();
-    caller.line(format!(
-        "call {call_sid} transferred to {}",
-        sim.transfer_url
-    ));
-    let mut step = Step::Fetch(sim.transfer_url.clone(), Vec::new());
+    let first_url = sim.start.url().to_owned();
+    let mut first_extra = Vec::new();
+    match &sim.start {
+        CallStart::Transfer(url) => caller.line(format!("call {call_sid} transferred to {url}")),
+        CallStart::Inbound { url, stir_verstat } => {
+            caller.line(format!(
+                "inbound call {call_sid} from {} to {} rings {url}",
+                sim.from, sim.to
+            ));
+            first_extra.push((CALL_STATUS.to_owned(), "ringing".to_owned()));
+            if let Some(v) = stir_verstat {
+                first_extra.push((STIR_VERSTAT.to_owned(), v.clone()));
+            }
+        }
+    }
+    let mut step = Step::Fetch(first_url.clone(), first_extra);
     let end = loop {
         let (url, extra) = match step {
             Step::Fetch(u, e) => (u, e),
             Step::End(end) => break end,
         };
         let mut params = caller.base_params();
-        params.extend(extra);
+        for (k, v) in extra {
+            match params.iter_mut().find(|(name, _)| *name == k) {
+                Some(slot) => slot.1 = v,
+                None => params.push((k, v)),
+            }
+        }
         let (status, body) = caller.post(&url, &params).await?;
         if status != 200 {
             caller.line(format!("server answered HTTP {status}: {}", body.trim()));
@@ -312,6 +432,11 @@ pub async fn run(sim: &Simulation, on_line: &mut dyn FnMut(&str)) -> anyhow::Res
             doc::parse(&body).map_err(|e| anyhow::anyhow!("{e}; the document was: {body}"))?;
         step = play(&mut caller, &doc, &url, &mut recording).await;
     };
+    let ended_at = Instant::now();
+    let (paused_spans, api_requests) = match caller.placed.take() {
+        Some(placed) => placed.end(ended_at),
+        None => (Vec::new(), Vec::new()),
+    };
     let ended = match &end {
         CallEnd::ServerHungUp => "the server hung up".to_owned(),
         CallEnd::CallerHungUp => "the caller hung up".to_owned(),
@@ -320,6 +445,13 @@ pub async fn run(sim: &Simulation, on_line: &mut dyn FnMut(&str)) -> anyhow::Res
         CallEnd::Refused(s) => format!("ended after HTTP {s}"),
     };
     caller.line(format!("call ended: {ended}"));
+    for span in &paused_spans {
+        caller.line(format!(
+            "recording paused from {:.3} s to {:.3} s",
+            span.from.as_secs_f64(),
+            span.to.as_secs_f64()
+        ));
+    }
     let duration = started.elapsed().as_secs().max(1);
 
     let mut report = CallReport {
@@ -331,6 +463,9 @@ pub async fn run(sim: &Simulation, on_line: &mut dyn FnMut(&str)) -> anyhow::Res
         recording_callback_status: None,
         status_callback_status: None,
         media_fetches: 0,
+        paused_spans,
+        api_requests,
+        recording: None,
     };
     // As the provider does, the call's end is reported first; the recording
     // is ready (and its callback sent) only after the call has ended.
@@ -338,7 +473,7 @@ pub async fn run(sim: &Simulation, on_line: &mut dyn FnMut(&str)) -> anyhow::Res
         Some(u) => u.clone(),
         None => format!(
             "{}/voice/status",
-            origin(&sim.transfer_url).context("the transfer URL has no origin")?
+            origin(&first_url).context("the call's first URL has no origin")?
         ),
     };
     let mut params = caller.base_params();
@@ -361,9 +496,21 @@ pub async fn run(sim: &Simulation, on_line: &mut dyn FnMut(&str)) -> anyhow::Res
     report.status_callback_status = Some(status);
     let mut media = None;
     if let Some(rec) = recording {
-        let bytes = sim.recording.clone().unwrap_or_else(|| sample_recording(3));
+        // The generated tone lasts as long as the recording ran, three seconds at least.
+        let ran = ended_at.saturating_duration_since(rec.started);
+        let bytes = match &sim.recording {
+            Some(b) => b.clone(),
+            None => sample_recording(ran.as_secs_f64().ceil().max(3.0) as u32),
+        };
+        let spans = report.paused_spans.clone();
+        let bytes = tokio::task::spawn_blocking(move || silence::silence(bytes, &spans))
+            .await
+            .context("silencing the paused spans stopped")?
+            .map_err(|e| {
+                anyhow::anyhow!("cannot silence the paused spans of the recording: {e}")
+            })?;
         let format = MediaFormat::sniff(&bytes).context("the recording is neither WAV nor MP3")?;
-        let recording_sid = sid("RE");
+        let recording_sid = rec.sid.clone();
         let server = MediaServer::start(
             &sim.account_sid,
             &sim.auth_token,
@@ -398,6 +545,7 @@ pub async fn run(sim: &Simulation, on_line: &mut dyn FnMut(&str)) -> anyhow::Res
         caller.line(format!("recording {recording_sid} callback: HTTP {status}"));
         report.recording_callback_status = Some(status);
         report.recording_sid = Some(recording_sid);
+        report.recording = Some(bytes);
         media = Some(server);
     }
     if let Some(server) = media {
@@ -463,10 +611,27 @@ async fn play(
                     match r.attr("recordingStatusCallback") {
                         Some(cb) => {
                             caller.line("recording started".into());
-                            *recording = Some(RecordingStart {
-                                callback: cb.to_owned(),
-                                started_at: OffsetDateTime::now_utc(),
-                            });
+                            match recording {
+                                // One recording per call: a repeated start
+                                // only moves where its callback goes.
+                                Some(rec) => rec.callback = cb.to_owned(),
+                                None => {
+                                    let rec = RecordingStart {
+                                        callback: cb.to_owned(),
+                                        sid: sid("RE"),
+                                        started: Instant::now(),
+                                        started_at: OffsetDateTime::now_utc(),
+                                    };
+                                    if let Some(placed) = &caller.placed {
+                                        placed.recording_started(
+                                            &rec.sid,
+                                            rec.started,
+                                            rec.started_at,
+                                        );
+                                    }
+                                    *recording = Some(rec);
+                                }
+                            }
                         }
                         None => caller.line("recording started, with no status callback".into()),
                     }
@@ -493,6 +658,10 @@ async fn play(
                     }
                     Answer::Press(d) => {
                         caller.line(format!("caller presses {d}"));
+                        // Keying in takes time, as it does for a caller; the
+                        // recording goes on (or stays paused) meanwhile.
+                        let keys = u32::try_from(d.len()).unwrap_or(u32::MAX);
+                        tokio::time::sleep(caller.sim.key_press.saturating_mul(keys)).await;
                         return Step::Fetch(action, vec![(DIGITS.into(), d)]);
                     }
                     Answer::Say { text, confidence } => {
@@ -538,7 +707,7 @@ pub fn interactive_default() -> bool {
 /// Fails with a clear message when a URL is not one the simulator can call.
 pub fn check_url(url: &str) -> anyhow::Result<()> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        bail!("{url} is not an http(s) URL: pass the transfer_url from POST /v1/confirmations");
+        bail!("{url} is not an http(s) URL: pass the transfer_url from POST /v1/confirmations, or the server's /voice/incoming URL with --inbound");
     }
     Ok(())
 }

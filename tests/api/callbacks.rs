@@ -17,16 +17,16 @@ fn python() -> PathBuf {
 }
 
 /// `tests/fixtures/webhook-receiver.py` on a loopback port.
-struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     out: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Receiver {
     /// Starts a receiver on `port` (0: any) that answers 500 to the first `fail_first` requests.
-    fn start(port: u16, fail_first: usize) -> Receiver {
+    pub(crate) fn start(port: u16, fail_first: usize) -> Receiver {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("deliveries.jsonl");
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -71,7 +71,7 @@ impl Receiver {
             .collect()
     }
 
-    fn verified(&self) -> Vec<Value> {
+    pub(crate) fn verified(&self) -> Vec<Value> {
         self.deliveries()
             .into_iter()
             .filter(|d| d["verified"] == true)
@@ -86,7 +86,7 @@ impl Drop for Receiver {
     }
 }
 
-fn allowing(port: u16, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+pub(crate) fn allowing(port: u16, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
     let mut v = vec![
         (
             "CALLPROOF_CALLBACK_ALLOWED_HOSTS",

@@ -395,7 +395,8 @@ fn production_refuses_development_credentials_a_missing_or_http_url_and_a_shared
         }
         if callback_secret {
             cmd.env("CALLPROOF_CALLBACK_SECRET", crate::helpers::CALLBACK_SECRET)
-                .env("CALLPROOF_INDEX_PHONE_SECRET", "i".repeat(40));
+                .env("CALLPROOF_INDEX_PHONE_SECRET", "i".repeat(40))
+                .env("CALLPROOF_IDENTITY_SECRET", "d".repeat(40));
         }
         cmd.output().unwrap()
     };
@@ -403,6 +404,7 @@ fn production_refuses_development_credentials_a_missing_or_http_url_and_a_shared
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("CALLPROOF_CALLBACK_SECRET"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("CALLPROOF_INDEX_PHONE_SECRET"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CALLPROOF_IDENTITY_SECRET"));
     let out = production(None, &"s".repeat(40), true);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("CALLPROOF_PUBLIC_URL"));

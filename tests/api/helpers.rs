@@ -83,6 +83,10 @@ pub async fn test_env(data_dir: &Path, opts: Options) -> Vec<(String, String)> {
             "CALLPROOF_INDEX_PHONE_SECRET".into(),
             "test-index-phone-secret-0123456789abcdef".into(),
         ),
+        (
+            "CALLPROOF_IDENTITY_SECRET".into(),
+            "test-identity-secret-0123456789abcdef".into(),
+        ),
         ("CALLPROOF_MAX_BODY_BYTES".into(), "16384".into()),
         // A server stopped in a test leaves its job leases behind; the next
         // one takes them over after this.
@@ -301,19 +305,11 @@ impl TestApp {
 
     pub fn simulation(&self, transfer_url: &str, answers: &[&str]) -> Simulation {
         Simulation {
-            transfer_url: transfer_url.to_owned(),
-            account_sid: ACCOUNT_SID.into(),
-            auth_token: AUTH_TOKEN.into(),
-            status_callback: None,
             answers: answers
                 .iter()
                 .map(|a| a.parse::<Answer>().expect("answer"))
                 .collect(),
-            interactive: false,
-            recording: None,
-            from: "+15551230001".into(),
-            to: "+15557654321".into(),
-            linger: Duration::from_secs(20),
+            ..Simulation::transfer(transfer_url, ACCOUNT_SID, AUTH_TOKEN)
         }
     }
 

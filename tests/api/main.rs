@@ -13,6 +13,7 @@ mod evidence;
 mod faults;
 mod guard;
 mod helpers;
+mod inbound;
 mod index;
 mod memory;
 mod postgres_index;
