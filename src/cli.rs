@@ -423,7 +423,7 @@ fn init_logging(format: LogFormat) {
 
 fn env_settings() -> Vec<(String, String)> {
     std::env::vars()
-        .filter(|(k, _)| k.starts_with("CALLPROOF_") && k != "CALLPROOF_LOG")
+        .filter(|(k, _)| k.starts_with("CALLPROOF_"))
         .collect()
 }
 

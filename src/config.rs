@@ -359,7 +359,11 @@ impl Config {
             read_file_layer(&path, &mut layers)?;
         }
         for (name, value) in env {
-            if name == "CALLPROOF_CONFIG" || !name.starts_with("CALLPROOF_") {
+            // The file's path and the log filter are read before the settings are.
+            if name == "CALLPROOF_CONFIG"
+                || name == "CALLPROOF_LOG"
+                || !name.starts_with("CALLPROOF_")
+            {
                 continue;
             }
             let setting = SETTINGS.iter().find(|s| s.env == name).ok_or_else(|| {
