@@ -134,6 +134,10 @@ pub struct InboundToken {
     /// Paused spans so far.
     #[serde(rename = "p", default, skip_serializing_if = "Vec::is_empty")]
     pub paused: Vec<SpanState>,
+    /// The provider's caller-ID attestation (`StirVerstat`), which only the
+    /// first webhook of a call carries; kept for the record.
+    #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
+    pub stir_verstat: Option<String>,
     /// Expiry, Unix seconds.
     #[serde(rename = "e")]
     pub expires: i64,

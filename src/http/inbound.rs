@@ -27,8 +27,6 @@ use crate::twiml;
 /// Unusable answers at the menu or the account number before the caller
 /// goes to an agent.
 const MAX_INBOUND_MISSES: u8 = 2;
-/// Longest StirVerstat kept.
-const MAX_VERSTAT: usize = 64;
 
 fn malformed(e: impl std::fmt::Display) -> Failure {
     Failure::Refused(WebhookError::Malformed(e.to_string()))
@@ -79,6 +77,7 @@ pub async fn incoming(State(s): State<AppState>, signed: Signed) -> Response {
             matched: true,
             started_ms: now_ms(at),
             paused: Vec::new(),
+            stir_verstat: call.stir_verstat.clone(),
             expires: (at + Duration::seconds(s.config.flow_step_ttl_secs as i64)).unix_timestamp(),
         };
         let recording = InboundToken {
@@ -135,10 +134,6 @@ async fn step_work(s: &AppState, signed: &Signed) -> Result<twiml::Response, Fai
             .from
             .as_deref()
             .and_then(|f| f.parse::<PhoneNumber>().ok()),
-        stir_verstat: signed
-            .params
-            .get("StirVerstat")
-            .map(|v| v.chars().take(MAX_VERSTAT).collect()),
         at: signed.at,
     };
     match token.stage {
@@ -153,7 +148,6 @@ struct Ctx<'a> {
     s: &'a AppState,
     call_sid: &'a str,
     from: Option<PhoneNumber>,
-    stir_verstat: Option<String>,
     at: OffsetDateTime,
 }
 
@@ -537,7 +531,7 @@ impl Ctx<'_> {
                 self.from.as_ref().map(PhoneNumber::as_str),
                 request,
             ),
-            stir_verstat: self.stir_verstat.clone(),
+            stir_verstat: t.stir_verstat.clone(),
             identity: Some(check),
             paused: Self::spans(t),
         }

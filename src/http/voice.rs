@@ -168,7 +168,7 @@ async fn start_work(s: AppState, hook: Hook<extract::Start>) -> Response {
             started_at: now,
             leg: Some("transfer".into()),
             caller_id_matches: caller_id_matches(call.from.as_deref(), &request),
-            stir_verstat: params.get("StirVerstat").map(|v| v.chars().take(64).collect()),
+            stir_verstat: call.stir_verstat.clone(),
             identity: None,
             paused: Vec::new(),
         };

@@ -86,7 +86,13 @@ pub struct CallInfo {
     pub call_sid: String,
     /// Caller's number as the provider gave it.
     pub from: Option<String>,
+    /// The provider's caller-ID attestation (`StirVerstat`, e.g.
+    /// `TN-Validation-Passed-A`), kept to [`MAX_VERSTAT`] letters, digits and dashes.
+    pub stir_verstat: Option<String>,
 }
+
+/// Longest `StirVerstat` kept; real values are under 40 characters.
+pub const MAX_VERSTAT: usize = 64;
 
 impl CallInfo {
     /// Reads the call fields; `CallSid` is required.
@@ -94,6 +100,15 @@ impl CallInfo {
         Ok(CallInfo {
             call_sid: p.require(CALL_SID)?.to_owned(),
             from: p.get(FROM).map(str::to_owned),
+            stir_verstat: p
+                .get(STIR_VERSTAT)
+                .map(|v| {
+                    v.chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                        .take(MAX_VERSTAT)
+                        .collect::<String>()
+                })
+                .filter(|v| !v.is_empty()),
         })
     }
 }
