@@ -216,6 +216,7 @@ impl Application {
             store.clone(),
             crate::identity::IdentityKeys::new(&credentials.identity_secret),
             config.identity_max_tries,
+            time::Duration::seconds(config.flow_step_ttl_secs as i64),
         );
         let records = Records::new(store.clone());
         let queue = Queue::new(store.clone(), settings.lease_ttl, metrics.clone());

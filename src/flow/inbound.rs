@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::prompts::{render, Prompts};
-use crate::domain::{Locale, PhoneNumber};
+use crate::domain::{ChangeKind, Locale, PhoneNumber};
 use crate::twiml::{Dial, Gather, GatherInput, Recording, Response, Say, SpeechTimeout, Start};
 
 /// Path of the inbound number's Voice URL.
@@ -53,6 +53,13 @@ pub struct InboundPhrases {
     pub agent: String,
     /// Ends a call that has nowhere to go.
     pub goodbye: String,
+    /// After a check that opened several requests: how many (`{{count}}`).
+    pub choices: String,
+    /// One entry of that menu: `{{change}}` is the kind's name in `changes`,
+    /// `{{digit}}` its key.
+    pub choice: String,
+    /// The name of each kind of change, said in that menu.
+    pub changes: HashMap<ChangeKind, String>,
 }
 
 fn builtin(locale: Locale) -> &'static str {
@@ -214,6 +221,41 @@ impl InboundPrompts {
         Response::new().gather(gather.say(self.say(locale, ask)))
     }
 
+    /// The menu of the requests a passed check opened: `kinds` in order, the
+    /// first on key 1. One keypad digit, no speech: the caller's answer picks
+    /// the change, so it must be unambiguous.
+    pub fn choose(
+        &self,
+        locale: Locale,
+        before: &[&str],
+        kinds: &[ChangeKind],
+        action: &str,
+        timeout_secs: u32,
+    ) -> Response {
+        let p = &self.locale(locale).phrases;
+        let count = kinds.len().to_string();
+        let mut gather = Gather::new()
+            .input(GatherInput::Dtmf)
+            .num_digits(1)
+            .timeout(timeout_secs)
+            .action(action)
+            .method("POST")
+            .action_on_empty_result(true);
+        for b in before {
+            gather = gather.say(self.say(locale, *b));
+        }
+        gather = gather.say(self.say(locale, render(&p.choices, &[("count", &count)])));
+        for (i, kind) in kinds.iter().enumerate() {
+            let digit = (i + 1).to_string();
+            let change = p.changes.get(kind).map_or("", String::as_str);
+            gather = gather.say(self.say(
+                locale,
+                render(&p.choice, &[("change", change), ("digit", &digit)]),
+            ));
+        }
+        Response::new().gather(gather)
+    }
+
     /// The prompt of knowledge question `prompt`.
     pub fn kba_prompt(&self, locale: Locale, prompt: &str) -> String {
         render(&self.locale(locale).phrases.kba, &[("prompt", prompt)])
@@ -270,6 +312,33 @@ fn check(name: &str, p: &InboundPhrases) -> Result<(), String> {
     }
     if p.menu_digit.len() != 1 || !p.menu_digit.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("prompt {name} menu_digit: use one digit"));
+    }
+    only_placeholders(name, "choices", &p.choices, &["count"])?;
+    only_placeholders(name, "choice", &p.choice, &["change", "digit"])?;
+    for kind in ChangeKind::ALL {
+        if p.changes.get(&kind).is_none_or(|c| c.trim().is_empty()) {
+            return Err(format!(
+                "prompt {name} changes: name the kind {kind} (one phrase per kind of change)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `text` is non-empty and uses each of `names` as `{{name}}`, and nothing else.
+fn only_placeholders(name: &str, field: &str, text: &str, names: &[&str]) -> Result<(), String> {
+    let mut rest = text.to_owned();
+    for n in names {
+        let p = format!("{{{{{n}}}}}");
+        if !rest.contains(&p) {
+            return Err(format!("prompt {name} {field}: must contain {p}"));
+        }
+        rest = rest.replace(&p, "");
+    }
+    if rest.trim().is_empty() || rest.contains("{{") {
+        return Err(format!(
+            "prompt {name} {field}: use only the placeholders {names:?}, around words"
+        ));
     }
     Ok(())
 }
@@ -355,5 +424,42 @@ mod tests {
         std::fs::write(dir.path().join("en-US").join("inbound.toml"), bad).unwrap();
         let err = InboundPrompts::load(&Prompts::builtin().unwrap(), Some(dir.path())).unwrap_err();
         assert!(err.contains("not_found"), "{err}");
+    }
+
+    #[test]
+    fn the_choice_menu_names_each_kind_on_its_own_key_and_takes_one_digit() {
+        let p = prompts();
+        let xml = p
+            .choose(
+                Locale::EsUs,
+                &["Gracias."],
+                &[ChangeKind::Billing, ChangeKind::Termination],
+                "https://cp.example.com/voice/inbound?t=x",
+                5,
+            )
+            .to_xml();
+        assert!(xml.contains("Tiene 2 cambios por confirmar."), "{xml}");
+        assert!(
+            xml.contains("Para el cambio de sus datos de facturación, oprima 1."),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("Para la cancelación de un servicio, oprima 2."),
+            "{xml}"
+        );
+        assert!(xml.contains(r#"numDigits="1""#), "{xml}");
+        assert!(xml.contains(r#"input="dtmf""#), "{xml}");
+        assert!(xml.contains(r#"language="es-US""#), "{xml}");
+    }
+
+    #[test]
+    fn a_choice_phrase_without_its_placeholders_or_a_kind_without_a_name_is_refused() {
+        let base = include_str!("../../prompts/en-US/inbound.toml");
+        let no_digit = base.replace(", press {{digit}}.", ".");
+        let p: InboundPhrases = toml::from_str(&no_digit).unwrap();
+        assert!(check("x", &p).unwrap_err().contains("{{digit}}"));
+        let no_plan = base.replace("plan = \"the change of your plan\"\n", "");
+        let p: InboundPhrases = toml::from_str(&no_plan).unwrap();
+        assert!(check("x", &p).unwrap_err().contains("plan"));
     }
 }

@@ -94,6 +94,9 @@ pub enum InboundStage {
     /// The recording status callback of an inbound call.
     #[serde(rename = "r")]
     Recording,
+    /// Choosing among the pending requests the passed check opened.
+    #[serde(rename = "c")]
+    Choose,
 }
 
 /// A paused span carried between an inbound call's webhooks: from and to in
@@ -138,6 +141,13 @@ pub struct InboundToken {
     /// first webhook of a call carries; kept for the record.
     #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
     pub stir_verstat: Option<String>,
+    /// The requests the passed check opened, oldest first; the first is the
+    /// one whose check was asked.
+    #[serde(rename = "o", default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<ConfirmationId>,
+    /// Tries the first choice's check took.
+    #[serde(rename = "y", default)]
+    pub tries: u32,
     /// Expiry, Unix seconds.
     #[serde(rename = "e")]
     pub expires: i64,

@@ -15,12 +15,12 @@ use super::voice::{caller_id_matches, finish_twiml, Failure};
 use super::webhook::{query_token, WebhookError};
 use super::AppState;
 use crate::confirmations::{digest_id, CallClaim, Outcome, OutcomeFact, RepoError, Written};
-use crate::domain::{ConfirmationId, Locale, PhoneNumber};
+use crate::domain::{ChangeKind, ConfirmationId, Locale, PhoneNumber};
 use crate::flow::inbound::{INBOUND_PATH, INBOUND_RECORDING_PATH};
 use crate::flow::token::{InboundStage, InboundToken, StepState};
 use crate::flow::{notice, Notice, Transition};
 use crate::identity::store::{Attempt, AttemptResult, SecretFact};
-use crate::identity::{IdentityCheck, IdentityMethod, PausedSpan};
+use crate::identity::{account_digits, IdentityCheck, IdentityMethod, PausedSpan};
 use crate::provider::{CallInfo, GatherResult, RecordingEvent};
 use crate::twiml;
 
@@ -78,6 +78,8 @@ pub async fn incoming(State(s): State<AppState>, signed: Signed) -> Response {
             started_ms: now_ms(at),
             paused: Vec::new(),
             stir_verstat: call.stir_verstat.clone(),
+            choices: Vec::new(),
+            tries: 0,
             expires: (at + Duration::seconds(s.config.flow_step_ttl_secs as i64)).unix_timestamp(),
         };
         let recording = InboundToken {
@@ -116,6 +118,7 @@ async fn step_work(s: &AppState, signed: &Signed) -> Result<twiml::Response, Fai
                 InboundStage::Language,
                 InboundStage::Account,
                 InboundStage::Secret,
+                InboundStage::Choose,
             ],
             signed.at,
         )
@@ -139,8 +142,17 @@ async fn step_work(s: &AppState, signed: &Signed) -> Result<twiml::Response, Fai
     match token.stage {
         InboundStage::Language => ctx.language(token, &gathered).await,
         InboundStage::Account => ctx.account(token, &gathered).await,
+        InboundStage::Choose => ctx.choose(token, &gathered).await,
         _ => ctx.secret(token, &gathered).await,
     }
+}
+
+/// A pending request an inbound caller may reach.
+struct Pending {
+    created_at: OffsetDateTime,
+    id: ConfirmationId,
+    account_id: String,
+    kind: ChangeKind,
 }
 
 /// One inbound webhook's call and time.
@@ -239,8 +251,9 @@ impl Ctx<'_> {
     }
 
     /// Requests among `ids` a caller may reach now: pending, with a check,
-    /// unclaimed, unexpired. Markers of ended requests are cleared on the way.
-    async fn reachable(&self, ids: Vec<ConfirmationId>) -> Result<Vec<ConfirmationId>, Failure> {
+    /// unclaimed, unexpired, the oldest first. Markers of ended requests are
+    /// cleared on the way.
+    async fn reachable(&self, ids: Vec<ConfirmationId>) -> Result<Vec<Pending>, Failure> {
         let mut out = Vec::new();
         let on_err = || internal(Locale::EnUs);
         for id in ids {
@@ -253,12 +266,16 @@ impl Ctx<'_> {
                 continue;
             }
             if view.call.is_none() && !view.request.identity.is_none() {
-                out.push((view.request.created_at, id));
+                out.push(Pending {
+                    created_at: view.request.created_at,
+                    id,
+                    account_id: view.request.account_id,
+                    kind: view.request.kind,
+                });
             }
         }
-        // The oldest first.
-        out.sort();
-        Ok(out.into_iter().map(|(_, id)| id).collect())
+        out.sort_by(|a, b| (a.created_at, a.id.as_str()).cmp(&(b.created_at, b.id.as_str())));
+        Ok(out)
     }
 
     async fn language(
@@ -286,9 +303,9 @@ impl Ctx<'_> {
         };
         let found = self.reachable(by_phone).await?;
         match found.first() {
-            Some(id) => {
+            Some(first) => {
                 tracing::info!(call = %t.call, "inbound caller ID matches a pending request; asking its check");
-                self.begin_secret(t, id.clone(), &[]).await
+                self.begin_secret(t, first.id.clone(), &[]).await
             }
             None => {
                 let mut next = self.s.next_token(&t, self.at);
@@ -366,13 +383,17 @@ impl Ctx<'_> {
         };
         let p = self.phrases(t.locale);
         // Exactly one account: two accounts with the same digits are as
-        // unknown as none, and get the same words.
-        if let [id] = found.as_slice() {
-            tracing::info!(call = %t.call, "account number matched one pending request; asking its check");
-            return self.begin_secret(t, id.clone(), &[]).await;
+        // unknown as none, and get the same words. One account's several
+        // requests are one customer's: the oldest's check is asked, and
+        // passing it offers the others it also opens.
+        let accounts: std::collections::BTreeSet<&str> =
+            found.iter().map(|f| f.account_id.as_str()).collect();
+        if let (Some(first), 1) = (found.first(), accounts.len()) {
+            tracing::info!(call = %t.call, requests = found.len(), "account number matched one account with pending requests; asking the oldest's check");
+            return self.begin_secret(t, first.id.clone(), &[]).await;
         }
-        if found.len() > 1 {
-            tracing::warn!(call = %t.call, matches = found.len(), "account number matched several pending requests; treated as none");
+        if accounts.len() > 1 {
+            tracing::warn!(call = %t.call, accounts = accounts.len(), "account number matched several accounts; treated as none");
         }
         if t.misses + 1 >= MAX_INBOUND_MISSES {
             let text = p.not_found.clone();
@@ -482,6 +503,10 @@ impl Ctx<'_> {
         );
         if verdict == AttemptResult::Pass {
             tracing::info!(confirmation = %id, method = fact.method.as_str(), tries = slot, "identity check passed");
+            let opened = self.opened(&id, &fact, entered).await?;
+            if opened.len() > 1 {
+                return self.offer(t, opened, slot).await;
+            }
             return self.passed(t, id, fact.method, slot).await;
         }
         tracing::info!(confirmation = %id, method = fact.method.as_str(), tries = slot, "identity check failed");
@@ -511,6 +536,162 @@ impl Ctx<'_> {
             return self.locked(t, id, fact.method, slot).await;
         }
         Ok(ask_again(&t, &[&p.no_match], 0, true, 0))
+    }
+
+    /// The pending requests of `id`'s account whose check the same entry
+    /// passes, `id` first then the oldest first. Only single-secret checks
+    /// of the same method count: a PIN is the customer's, so one PIN opens
+    /// that customer's requests; a one-time code or knowledge answers open
+    /// only their own.
+    async fn opened(
+        &self,
+        id: &ConfirmationId,
+        fact: &SecretFact,
+        entered: &str,
+    ) -> Result<Vec<Pending>, Failure> {
+        let on_err = || internal(Locale::EnUs);
+        let Some(request) = self.s.confirmations.request(id).await.map_err(on_err())? else {
+            return Ok(Vec::new());
+        };
+        let mut opened = vec![Pending {
+            created_at: request.created_at,
+            id: id.clone(),
+            account_id: request.account_id.clone(),
+            kind: request.kind,
+        }];
+        if fact.method != IdentityMethod::Pin {
+            return Ok(opened);
+        }
+        let digits = account_digits(&request.account_id);
+        let ids = self
+            .s
+            .identity
+            .by_account_digits(&digits)
+            .await
+            .map_err(on_err())?;
+        for other in self.reachable(ids).await? {
+            if other.id == *id || other.account_id != request.account_id {
+                continue;
+            }
+            let Some(f) = self.s.identity.secret(&other.id).await.map_err(on_err())? else {
+                continue;
+            };
+            let passes = f.method == IdentityMethod::Pin
+                && f.macs.len() == 1
+                && self.s.identity.keys().secret_matches(
+                    &other.id,
+                    &f.purpose(0),
+                    entered,
+                    &f.macs[0],
+                );
+            if passes {
+                opened.push(other);
+            }
+        }
+        Ok(opened)
+    }
+
+    /// The check opened several requests: resume the recording and let the
+    /// caller choose which to hear, by kind only.
+    async fn offer(
+        &self,
+        t: InboundToken,
+        opened: Vec<Pending>,
+        tries: u32,
+    ) -> Result<twiml::Response, Failure> {
+        let locale = t.locale;
+        let mut next = self.s.next_token(&t, self.at);
+        next.stage = InboundStage::Choose;
+        next.candidate = None;
+        next.misses = 0;
+        next.tries = tries;
+        next.choices = opened.iter().map(|o| o.id.clone()).collect();
+        if !self.resume(&mut next).await {
+            let text = notice_text(self.s, locale);
+            return Ok(self.s.inbound.to_agent(locale, &[&text], self.agent()));
+        }
+        tracing::info!(call = %t.call, requests = opened.len(), "the identity check opened several pending requests; the caller chooses");
+        let kinds: Vec<ChangeKind> = opened.iter().map(|o| o.kind).collect();
+        let verified = self.phrases(locale).verified.clone();
+        Ok(self.s.inbound.choose(
+            locale,
+            &[&verified],
+            &kinds,
+            &self.s.inbound_url(&next, INBOUND_PATH),
+            self.s.config.gather_timeout_secs,
+        ))
+    }
+
+    /// The caller's choice among the opened requests: the chosen one runs the
+    /// flow; the others stay pending for another call.
+    async fn choose(
+        &self,
+        mut t: InboundToken,
+        g: &GatherResult,
+    ) -> Result<twiml::Response, Failure> {
+        let locale = t.locale;
+        let on_err = || internal(locale);
+        let digits = g.digits.as_deref().unwrap_or("").trim_end_matches('#');
+        if digits == "0" {
+            return Ok(self.to_agent(&mut t, &[]).await);
+        }
+        let picked = digits
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| t.choices.get(i).cloned());
+        let Some(id) = picked else {
+            let p = self.phrases(locale);
+            if t.misses + 1 >= MAX_INBOUND_MISSES {
+                let text = p.no_match.clone();
+                return Ok(self.to_agent(&mut t, &[&text]).await);
+            }
+            let mut kinds = Vec::new();
+            for c in &t.choices {
+                match self.s.confirmations.request(c).await.map_err(on_err())? {
+                    Some(r) => kinds.push(r.kind),
+                    None => return Err(malformed("a choice that is no request")),
+                }
+            }
+            let mut next = self.s.next_token(&t, self.at);
+            next.misses = t.misses + 1;
+            return Ok(self.s.inbound.choose(
+                locale,
+                &[&p.no_match],
+                &kinds,
+                &self.s.inbound_url(&next, INBOUND_PATH),
+                self.s.config.gather_timeout_secs,
+            ));
+        };
+        let Some(fact) = self.s.identity.secret(&id).await.map_err(on_err())? else {
+            // Ended meanwhile, by an agent's call or its expiry.
+            let text = self.phrases(locale).no_request.clone();
+            return Ok(self.to_agent(&mut t, &[&text]).await);
+        };
+        let tries = if t.choices.first() == Some(&id) {
+            t.tries
+        } else {
+            // The signed choices were each checked against this call's entry;
+            // the chosen one's pass is written to its own attempts.
+            match self
+                .s
+                .identity
+                .attempt(&id, self.call_sid, t.step, fact.method, self.at, || true)
+                .await
+                .map_err(on_err())?
+            {
+                Attempt::Taken(a) | Attempt::Replayed(a) if a.result == AttemptResult::Pass => {
+                    a.slot
+                }
+                _ => {
+                    tracing::warn!(confirmation = %id, "a chosen request's check was used up or passed by another call meanwhile");
+                    let text = self.phrases(locale).no_request.clone();
+                    return Ok(self.to_agent(&mut t, &[&text]).await);
+                }
+            }
+        };
+        tracing::info!(confirmation = %id, "the caller chose a request among those the check opened");
+        self.passed(t, id, fact.method, tries).await
     }
 
     fn claim(
@@ -567,7 +748,11 @@ impl Ctx<'_> {
         };
         let claim = self.claim(&t, check, &request);
         let flow = self.s.flow(&request, self.at);
-        let verified = self.phrases(locale).verified.clone();
+        // A caller who chose among opened requests heard it before the menu.
+        let verified = match t.stage {
+            InboundStage::Choose => String::new(),
+            _ => self.phrases(locale).verified.clone(),
+        };
         match self
             .s
             .confirmations

@@ -114,7 +114,7 @@ pub enum Attempt {
     Taken(AttemptFact),
     /// Every slot is used: no comparison was made.
     NoSlot,
-    /// Another call already passed this request's check.
+    /// Another call passed this request's check within the pass window.
     PassedElsewhere,
 }
 
@@ -124,6 +124,7 @@ pub struct IdentityStore {
     store: Arc<dyn ObjectStore>,
     keys: IdentityKeys,
     max_tries: u32,
+    pass_window: Duration,
 }
 
 fn key(text: String) -> Result<ObjectKey, RepoError> {
@@ -131,12 +132,22 @@ fn key(text: String) -> Result<ObjectKey, RepoError> {
 }
 
 impl IdentityStore {
-    /// Identity facts in `store`, MAC'd under `keys`, at most `max_tries` attempts.
-    pub fn new(store: Arc<dyn ObjectStore>, keys: IdentityKeys, max_tries: u32) -> Self {
+    /// Identity facts in `store`, MAC'd under `keys`, at most `max_tries`
+    /// attempts. A pass keeps other calls out for `pass_window`: as long as
+    /// the passing call's signed steps last, so it can claim the request (a
+    /// caller who chose another of the requests the pass opened leaves it
+    /// reachable afterwards; the claim itself is once-only whatever the window).
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        keys: IdentityKeys,
+        max_tries: u32,
+        pass_window: Duration,
+    ) -> Self {
         IdentityStore {
             store,
             keys,
             max_tries,
+            pass_window,
         }
     }
 
@@ -309,10 +320,9 @@ impl IdentityStore {
             if let Some(a) = existing.iter().find(|a| a.call == call && a.step == step) {
                 return Ok(Attempt::Replayed(a.clone()));
             }
-            if existing
-                .iter()
-                .any(|a| a.result == AttemptResult::Pass && a.call != call)
-            {
+            if existing.iter().any(|a| {
+                a.result == AttemptResult::Pass && a.call != call && at < a.at + self.pass_window
+            }) {
                 return Ok(Attempt::PassedElsewhere);
             }
             if existing.len() as u32 >= self.max_tries {
@@ -468,7 +478,10 @@ mod tests {
     fn setup(dir: &std::path::Path) -> (Arc<dyn ObjectStore>, IdentityStore) {
         let store: Arc<dyn ObjectStore> = Arc::new(FsStore::open(dir).unwrap());
         let keys = IdentityKeys::new("an-identity-secret-of-some-length-0123456789");
-        (store.clone(), IdentityStore::new(store, keys, 3))
+        (
+            store.clone(),
+            IdentityStore::new(store, keys, 3, Duration::minutes(15)),
+        )
     }
 
     fn request(identity: IdentityMethod) -> ConfirmationRequest {
@@ -621,6 +634,20 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(other, Attempt::PassedElsewhere);
+        // Once the passing call's steps have expired, its pass keeps no one
+        // out: another call takes the last slot.
+        let later = ids
+            .attempt(
+                &id,
+                "CAother",
+                1,
+                IdentityMethod::Pin,
+                at + Duration::minutes(16),
+                || true,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(&later, Attempt::Taken(f) if f.slot == 3));
     }
 
     #[tokio::test]

@@ -278,7 +278,11 @@ async fn a_caller_found_by_caller_id_passes_a_pin_check_confirms_and_no_pin_is_k
         .await
         .expect("lists");
     let left: Vec<&str> = left.iter().map(|k| k.as_str()).collect();
-    assert_eq!(left, [format!("identity/{id}/attempts/01.json")], "{left:?}");
+    assert_eq!(
+        left,
+        [format!("identity/{id}/attempts/01.json")],
+        "{left:?}"
+    );
     let lookups = t.app.store.list("lookup/").await.expect("lists");
     assert!(lookups.is_empty(), "{lookups:?}");
 }
@@ -434,4 +438,71 @@ async fn a_pause_the_provider_refuses_sends_the_caller_to_an_agent_before_any_se
     // The request is untouched: an agent can still take it.
     let c = t.app.confirmation(&id).await;
     assert_eq!(c["status"], "pending", "{c}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_pin_opens_the_customers_pending_requests_and_the_caller_chooses_which_to_confirm() {
+    let t = start(Vec::new()).await;
+    let pin = json!({"method": "pin", "pin": PIN});
+    let billing = t.app.create(&request(pin.clone(), "ACC-1001")).await;
+    let mut body = request(pin, "ACC-1001");
+    body["kind"] = json!("contact");
+    body["change"] = json!([
+        {"field": "email_address", "before": "a@example.com", "after": "b@example.com"}
+    ]);
+    let contact = t.app.create(&body).await;
+    // The same account, another PIN: this PIN does not open it.
+    let other_pin = "73920518";
+    let mut body = request(json!({"method": "pin", "pin": other_pin}), "ACC-1001");
+    body["kind"] = json!("plan");
+    let plan = t.app.create(&body).await;
+    let id = |v: &Value| v["id"].as_str().expect("id").to_owned();
+
+    let report = t
+        .call(
+            CUSTOMER,
+            &["press:1", &format!("press:{PIN}#"), "press:2", "press:1"],
+            None,
+        )
+        .await;
+    let (before, after) = split_at_verified(&report);
+    assert!(!after.is_empty(), "never verified: {}", heard(&report));
+    assert_says_nothing_of(&before, &billing);
+    assert!(!before.contains("example.com"), "{before}");
+    assert!(!before.contains("contact"), "{before}");
+    assert!(after.contains("You have 2 changes to confirm"), "{after}");
+    assert!(
+        after.contains("For the change of your billing details, press 1."),
+        "{after}"
+    );
+    assert!(
+        after.contains("For the change of your contact details, press 2."),
+        "{after}"
+    );
+    assert!(!after.contains("your plan"), "{after}");
+    assert!(after.contains("b@example.com"), "{after}");
+    assert_eq!(after.matches("you are verified").count(), 1, "{after}");
+
+    // The chosen one confirmed, with its own pass on record; the others wait.
+    assert_eq!(
+        t.app.confirmation(&id(&contact)).await["status"],
+        "confirmed"
+    );
+    assert_eq!(t.app.confirmation(&id(&billing)).await["status"], "pending");
+    assert_eq!(t.app.confirmation(&id(&plan)).await["status"], "pending");
+    let record = t.app.wait_record(&id(&contact), complete).await;
+    assert_eq!(record["call"]["identity"]["method"], "pin");
+    assert_eq!(record["call"]["identity"]["result"], "passed");
+    assert_eq!(record["call"]["identity"]["tries"], 1);
+    assert_eq!(record["consent_events"].as_array().map(Vec::len), Some(1));
+    assert_valid_record(&record);
+    let plan_attempts = t
+        .app
+        .store
+        .list(&format!("identity/{}/attempts/", id(&plan)))
+        .await
+        .expect("lists");
+    assert!(plan_attempts.is_empty(), "{plan_attempts:?}");
+    t.assert_nowhere(PIN, &[]).await;
+    t.assert_nowhere(other_pin, &[]).await;
 }
