@@ -351,6 +351,10 @@ mod tests {
             assert!(EVENT_TYPES.contains(&t.as_str()), "{t}");
             assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
         }
-        assert_eq!(EVENT_TYPES.len(), Outcome::ALL.len(), "no event without an outcome");
+        assert_eq!(
+            EVENT_TYPES.len(),
+            Outcome::ALL.len(),
+            "no event without an outcome"
+        );
     }
 }

@@ -65,7 +65,10 @@ impl FromStr for ConsentLabel {
             .find(|l| l.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| {
                 let names: Vec<&str> = ConsentLabel::ALL.iter().map(|l| l.as_str()).collect();
-                format!("unknown consent label {s:?}: use one of {}", names.join(", "))
+                format!(
+                    "unknown consent label {s:?}: use one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -440,9 +443,7 @@ fn en_word(word: &str) -> Option<Cue> {
         | "okay" | "alright" | "all" | "um" | "umm" | "uh" | "er" | "erm" | "ah" | "sir"
         | "ma'am" | "maam" | "madam" | "sorry" | "do" | "does" | "want" | "would" | "like"
         | "just" | "now" | "service" | "account" | "everything" | "with" | "for" | "of"
-        | "fine" => {
-            Cue::Neutral
-        }
+        | "fine" => Cue::Neutral,
         _ => return None,
     };
     Some(cue)

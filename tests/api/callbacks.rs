@@ -305,7 +305,10 @@ async fn a_caller_who_says_the_request_is_not_theirs_ends_it_disputed_with_a_sig
     assert_eq!(disputed.len(), 1, "{events:#?}");
     assert_eq!(disputed[0]["type"], "confirmation.disputed");
     assert_eq!(disputed[0]["outcome"], "disputed");
-    assert_eq!(disputed[0]["confirmation_number"], created["confirmation_number"]);
+    assert_eq!(
+        disputed[0]["confirmation_number"],
+        created["confirmation_number"]
+    );
     assert!(
         events
             .iter()

@@ -132,14 +132,10 @@ fn the_schema_holds_disputed_and_locked_records_to_what_they_need() {
             locked.clone(),
             Box::new(|v| drop(v["call"].as_object_mut().unwrap().remove("identity"))),
         ),
-        (
-            "a locked outcome with answers",
-            locked.clone(),
-            {
-                let answers = good["consent_events"].clone();
-                Box::new(move |v| v["consent_events"] = answers.clone())
-            },
-        ),
+        ("a locked outcome with answers", locked.clone(), {
+            let answers = good["consent_events"].clone();
+            Box::new(move |v| v["consent_events"] = answers.clone())
+        }),
     ];
     for (what, whole, breaking) in breakages {
         let mut broken = whole;
