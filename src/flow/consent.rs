@@ -91,7 +91,7 @@ pub const DEFAULT_MIN_CONFIDENCE: f32 = 0.5;
 ///    (yes word, consent verb, no word, negator, hedge, ...). Words of the other
 ///    locale are unknown: `sí` in an en-US call is not a yes. Then `absolutely not`,
 ///    `of course not`, `claro que no` and `confirmo que no` become refusals.
-/// 4a. **Disowning.** `not me`, `wasn't me`, `no soy yo`, `no fui yo` disown the
+///    **Disowning:** `not me`, `wasn't me`, `no soy yo`, `no fui yo` disown the
 ///    request. So does a request verb (`asked for`, `requested`, `called about`,
 ///    `pedí`, ...) right after a negator (`never asked`, `didn't request`,
 ///    `no lo pedí`; only `even`, `ever`, `have` and the like, or Spanish `lo`, `me`,
@@ -644,7 +644,7 @@ fn ends_with_someone_else(before: &[String], locale: Locale) -> bool {
 }
 
 /// Turns a request verb into a disowning when the words before it say the caller
-/// did not ask for the change (step 4a of [`Classifier`]); the others stay
+/// did not ask for the change (step 4 of [`Classifier`]); the others stay
 /// `Request`, which blocks consent like an unknown word.
 fn resolve_disowning(words: &[String], starts: &[usize], cues: &mut [Cue], locale: Locale) {
     for (cue, &start) in cues.iter_mut().zip(starts) {
