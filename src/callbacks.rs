@@ -35,6 +35,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "confirmation.transferred_to_agent",
     "confirmation.abandoned",
     "confirmation.expired",
+    "confirmation.locked",
+    "confirmation.disputed",
 ];
 
 /// The job id of a request's outcome callback.
@@ -343,18 +345,16 @@ mod tests {
 
     #[test]
     fn every_outcome_has_an_event_type() {
-        use crate::confirmations::Outcome::*;
-        for o in [
-            Confirmed,
-            Declined,
-            NoAnswer,
-            TransferredToAgent,
-            Abandoned,
-            Expired,
-        ] {
+        use crate::confirmations::Outcome;
+        for o in Outcome::ALL {
             let t = format!("confirmation.{}", o.as_str());
             assert!(EVENT_TYPES.contains(&t.as_str()), "{t}");
             assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
         }
+        assert_eq!(
+            EVENT_TYPES.len(),
+            Outcome::ALL.len(),
+            "no event without an outcome"
+        );
     }
 }

@@ -158,7 +158,8 @@ enum RecordsCommand {
         /// Only this kind of change.
         #[arg(long)]
         kind: Option<String>,
-        /// Only this outcome: confirmed, declined, no_answer, transferred_to_agent, abandoned.
+        /// Only this outcome: confirmed, declined, no_answer, transferred_to_agent, abandoned,
+        /// locked, disputed.
         #[arg(long)]
         outcome: Option<String>,
         /// Requested on or after this date (2026-11-23) or time (RFC 3339).
@@ -330,7 +331,7 @@ struct SimulateArgs {
 #[derive(Debug, Subcommand)]
 enum ConsentCommand {
     /// Read `transcript<TAB>confidence` lines on stdin; print one label per line
-    /// (affirm, deny, repeat, agent, unclear; `invalid` for a line that cannot be read).
+    /// (affirm, deny, dispute, repeat, agent, unclear; `invalid` for a line that cannot be read).
     Classify {
         /// Locale of the call: en-US or es-US.
         #[arg(long, default_value = "en-US")]

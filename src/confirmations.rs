@@ -153,6 +153,9 @@ pub enum Outcome {
     /// The caller failed the identity check on every try; an agent who has
     /// checked the customer makes a new request.
     Locked,
+    /// The caller refused and said the request was not theirs; the change is
+    /// not made and the business follows up.
+    Disputed,
 }
 
 /// The final fact of a request.
@@ -189,9 +192,29 @@ pub enum Status {
     Expired,
     /// See [`Outcome::Locked`].
     Locked,
+    /// See [`Outcome::Disputed`].
+    Disputed,
 }
 
 impl Outcome {
+    /// Every outcome, in a stable order.
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Confirmed,
+        Outcome::Declined,
+        Outcome::NoAnswer,
+        Outcome::TransferredToAgent,
+        Outcome::Abandoned,
+        Outcome::Expired,
+        Outcome::Locked,
+        Outcome::Disputed,
+    ];
+
+    /// True when a call reached this outcome, so it has a record; only
+    /// `expired` never does.
+    pub fn has_record(self) -> bool {
+        self != Outcome::Expired
+    }
+
     /// The outcome's name in records, metrics and callback event types.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -202,6 +225,7 @@ impl Outcome {
             Outcome::Abandoned => "abandoned",
             Outcome::Expired => "expired",
             Outcome::Locked => "locked",
+            Outcome::Disputed => "disputed",
         }
     }
 }
@@ -216,6 +240,7 @@ impl From<Outcome> for Status {
             Outcome::Abandoned => Status::Abandoned,
             Outcome::Expired => Status::Expired,
             Outcome::Locked => Status::Locked,
+            Outcome::Disputed => Status::Disputed,
         }
     }
 }

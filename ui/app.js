@@ -16,6 +16,8 @@
     no_answer: 'No answer',
     transferred_to_agent: 'Transferred to agent',
     abandoned: 'Abandoned',
+    locked: 'Locked',
+    disputed: 'Disputed',
   };
   const REASON_HINT = 'Reasons are kept for the retention of the audit log, with your name and the time.';
 
@@ -893,7 +895,7 @@
   }
 
   function eventLabel(e) {
-    const label = { affirm: 'Confirmed', deny: 'Declined', repeat: 'Asked to repeat', agent: 'Asked for an agent' }[e.label] || text(e.label);
+    const label = { affirm: 'Confirmed', deny: 'Declined', dispute: 'Said it was not their request', repeat: 'Asked to repeat', agent: 'Asked for an agent' }[e.label] || text(e.label);
     let how = '';
     if (e.input_type === 'dtmf' && e.digits) how = `pressed ${e.digits}`;
     else if (e.input_type === 'speech' && e.transcript) how = `said “${e.transcript}”`;

@@ -15,6 +15,9 @@ pub enum ConsentLabel {
     Affirm,
     /// The caller refuses the change.
     Deny,
+    /// The caller refuses the change and says it was not their request
+    /// ("I never asked for this", "that's not me"). Never consent.
+    Dispute,
     /// The caller asks to hear the question again.
     Repeat,
     /// The caller asks for a human.
@@ -25,9 +28,10 @@ pub enum ConsentLabel {
 
 impl ConsentLabel {
     /// Every label, in a stable order.
-    pub const ALL: [ConsentLabel; 5] = [
+    pub const ALL: [ConsentLabel; 6] = [
         ConsentLabel::Affirm,
         ConsentLabel::Deny,
+        ConsentLabel::Dispute,
         ConsentLabel::Repeat,
         ConsentLabel::Agent,
         ConsentLabel::Unclear,
@@ -38,6 +42,7 @@ impl ConsentLabel {
         match self {
             ConsentLabel::Affirm => "affirm",
             ConsentLabel::Deny => "deny",
+            ConsentLabel::Dispute => "dispute",
             ConsentLabel::Repeat => "repeat",
             ConsentLabel::Agent => "agent",
             ConsentLabel::Unclear => "unclear",
@@ -59,7 +64,11 @@ impl FromStr for ConsentLabel {
             .into_iter()
             .find(|l| l.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| {
-                format!("unknown consent label {s:?}: use affirm, deny, repeat, agent or unclear")
+                let names: Vec<&str> = ConsentLabel::ALL.iter().map(|l| l.as_str()).collect();
+                format!(
+                    "unknown consent label {s:?}: use one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -82,6 +91,13 @@ pub const DEFAULT_MIN_CONFIDENCE: f32 = 0.5;
 ///    (yes word, consent verb, no word, negator, hedge, ...). Words of the other
 ///    locale are unknown: `sí` in an en-US call is not a yes. Then `absolutely not`,
 ///    `of course not`, `claro que no` and `confirmo que no` become refusals.
+///    **Disowning:** `not me`, `wasn't me`, `no soy yo`, `no fui yo` disown the
+///    request. So does a request verb (`asked for`, `requested`, `called about`,
+///    `pedí`, ...) right after a negator (`never asked`, `didn't request`,
+///    `no lo pedí`; only `even`, `ever`, `have` and the like, or Spanish `lo`, `me`,
+///    `he`, may stand between; a present-tense verb needs `didn't`, `did not` or
+///    `never`), or a past one right after `someone else`, `alguien más` or
+///    `otra persona`. Any other request verb is an unknown word.
 /// 5. **Agent.** An agent word (`agent`, `operator`, `customer service`, or `person`
 ///    with `talk`/`speak`) gives `Agent`, or `Unclear` when negated before it.
 /// 6. **Repeat.** A repeat phrase (`repeat`, `say that again`, `didn't hear`,
@@ -92,8 +108,9 @@ pub const DEFAULT_MIN_CONFIDENCE: f32 = 0.5;
 /// 8. **Polarity.** Yes signals: yes words and consent words not negated. No signals:
 ///    no words, negators (`not`, `n't`, `never`, Spanish `no`), negated consent words
 ///    (a negator anywhere earlier; a bare yes word only right after `not`), and for a
-///    termination, "keep" words. Both kinds of signal gives `Unclear`; only no
-///    signals gives `Deny`.
+///    termination, "keep" words, and disowning. Both kinds of signal gives
+///    `Unclear`; only no signals gives `Dispute` when one of them disowns the
+///    request, `Deny` otherwise. Keypad digits are never `Dispute`.
 /// 9. **Clean yes.** Only yes signals gives `Affirm` when every other word is a known
 ///    filler or courtesy word, or an action word that fits the kind (`cancel` for a
 ///    termination, `change` for an update). Any unknown word, a "cancel" word for an
@@ -142,7 +159,8 @@ impl Classifier {
         if is_short_repeat_request(&words, locale) {
             return ConsentLabel::Repeat;
         }
-        let mut cues = to_cues(&words, locale);
+        let (mut cues, starts) = to_cues(&words, locale);
+        resolve_disowning(&words, &starts, &mut cues, locale);
         resolve_complements(&mut cues);
         let is_question = transcript.contains(['?', '¿']);
         decide(&cues, kind, is_question)
@@ -205,6 +223,11 @@ enum Cue {
     UpdateAction,
     /// A keep word: a refusal for a termination, blocks consent for an update.
     Keep,
+    /// A verb of asking for a change: asked for, requested, pedí. Disowned by the
+    /// words before it, an unknown word otherwise.
+    Request,
+    /// The caller says the request was not theirs: not me, I never asked for this.
+    Disown,
     /// Filler, pronoun or courtesy word that changes nothing.
     Neutral,
     /// Anything not in the lexicon.
@@ -298,6 +321,19 @@ const EN_PHRASES: &[Phrase] = &[
     (&["no", "way"], Cue::Refusal),
     (&["not", "at", "all"], Cue::Refusal),
     (&["stay", "with"], Cue::Keep),
+    (&["sounds", "good"], Cue::Neutral),
+    // Disowning the request, and the verbs that can disown it.
+    (&["not", "me"], Cue::Disown),
+    (&["wasn't", "me"], Cue::Disown),
+    (&["wasnt", "me"], Cue::Disown),
+    (&["isn't", "me"], Cue::Disown),
+    (&["isnt", "me"], Cue::Disown),
+    (&["ask", "for"], Cue::Request),
+    (&["asked", "for"], Cue::Request),
+    (&["call", "about"], Cue::Request),
+    (&["called", "about"], Cue::Request),
+    (&["call", "for"], Cue::Request),
+    (&["called", "for"], Cue::Request),
     // Repeat requests.
     (&["say", "that", "again"], Cue::Repeat),
     (&["say", "it", "again"], Cue::Repeat),
@@ -400,14 +436,14 @@ fn en_word(word: &str) -> Option<Cue> {
         | "email" | "phone" | "number" | "card" | "password" | "plan" | "billing" | "contact"
         | "details" => Cue::UpdateAction,
         "keep" | "retain" | "stay" => Cue::Keep,
+        "asked" | "request" | "requested" | "order" | "ordered" => Cue::Request,
         "i" | "i'm" | "im" | "i'd" | "me" | "my" | "it" | "it's" | "its" | "that" | "that's"
         | "thats" | "this" | "is" | "am" | "are" | "be" | "the" | "a" | "an" | "to" | "and"
         | "please" | "thank" | "thanks" | "you" | "very" | "much" | "so" | "well" | "oh" | "ok"
         | "okay" | "alright" | "all" | "um" | "umm" | "uh" | "er" | "erm" | "ah" | "sir"
         | "ma'am" | "maam" | "madam" | "sorry" | "do" | "does" | "want" | "would" | "like"
-        | "just" | "now" | "service" | "account" | "everything" | "with" | "for" | "of" => {
-            Cue::Neutral
-        }
+        | "just" | "now" | "service" | "account" | "everything" | "with" | "for" | "of"
+        | "fine" => Cue::Neutral,
         _ => return None,
     };
     Some(cue)
@@ -426,6 +462,11 @@ const ES_PHRASES: &[Phrase] = &[
     (&["de", "baja"], Cue::CancelAction),
     (&["seguir", "con"], Cue::Keep),
     (&["me", "quedo"], Cue::Keep),
+    // Disowning the request.
+    (&["no", "soy", "yo"], Cue::Disown),
+    (&["no", "fui", "yo"], Cue::Disown),
+    (&["yo", "no", "fui"], Cue::Disown),
+    (&["no", "era", "yo"], Cue::Disown),
     // Repeat requests.
     (&["otra", "vez"], Cue::Repeat),
     (&["de", "nuevo"], Cue::Repeat),
@@ -483,6 +524,8 @@ fn es_word(word: &str) -> Option<Cue> {
             "mantener" | "mantenerlo" | "mantenerla" | "conservar" | "conservarlo" | "quedarme" => {
                 Cue::Keep
             }
+            "pedi" | "pedido" | "solicite" | "solicitado" | "pidio" | "pidieron" | "solicito"
+            | "solicitaron" => Cue::Request,
             "yo" | "lo" | "la" | "el" | "eso" | "esto" | "es" | "esta" | "estoy" | "que" | "de"
             | "por" | "favor" | "gracias" | "muchas" | "muy" | "bien" | "pues" | "bueno" | "eh"
             | "em" | "este" | "ok" | "okay" | "vale" | "senor" | "senora" | "senorita"
@@ -512,16 +555,19 @@ fn phrase_at(words: &[String], at: usize, phrase: &[&str]) -> bool {
 }
 
 /// Maps words to cues, matching the longest fixed phrase of the locale first.
-fn to_cues(words: &[String], locale: Locale) -> Vec<Cue> {
+/// Returns the cues and, for each, the index of its first word.
+fn to_cues(words: &[String], locale: Locale) -> (Vec<Cue>, Vec<usize>) {
     let phrases = match locale {
         Locale::EnUs => EN_PHRASES,
         Locale::EsUs => ES_PHRASES,
     };
     let mut cues = Vec::with_capacity(words.len());
+    let mut starts = Vec::with_capacity(words.len());
     let mut at = 0;
     while at < words.len() {
         if locale == Locale::EnUs && is_i_do(words, at) {
             cues.extend([Cue::Neutral, Cue::Consent]);
+            starts.extend([at, at + 1]);
             at += 2;
             continue;
         }
@@ -529,6 +575,7 @@ fn to_cues(words: &[String], locale: Locale) -> Vec<Cue> {
             .iter()
             .filter(|(phrase, _)| phrase_at(words, at, phrase))
             .max_by_key(|(phrase, _)| phrase.len());
+        starts.push(at);
         if let Some((phrase, cue)) = longest {
             cues.push(*cue);
             at += phrase.len();
@@ -546,7 +593,87 @@ fn to_cues(words: &[String], locale: Locale) -> Vec<Cue> {
         cues.push(cue);
         at += 1;
     }
-    cues
+    (cues, starts)
+}
+
+/// Words that may stand between a negator (or `someone else`) and the request verb
+/// it bears on: `never even asked`, `no lo he pedido`.
+fn is_bridge(word: &str, locale: Locale) -> bool {
+    match locale {
+        Locale::EnUs => matches!(
+            word,
+            "even" | "ever" | "really" | "actually" | "have" | "has" | "had" | "must"
+        ),
+        Locale::EsUs => matches!(
+            word,
+            "lo" | "la" | "los" | "las" | "le" | "les" | "me" | "he" | "ha" | "hemos" | "habia"
+        ),
+    }
+}
+
+/// True when `before` ends with a negator of the locale.
+fn ends_negated(before: &[String], locale: Locale) -> bool {
+    let Some(last) = before.last() else {
+        return false;
+    };
+    match locale {
+        Locale::EnUs => en_word(last) == Some(Cue::Negator) || last.ends_with("n't"),
+        Locale::EsUs => matches!(last.as_str(), "no" | "nunca" | "jamas" | "tampoco"),
+    }
+}
+
+/// True when `before` ends with a negator of the past: `didn't`, `did not`, `never`.
+fn ends_with_past_negator(before: &[String]) -> bool {
+    match before {
+        [.., last] if matches!(last.as_str(), "didn't" | "didnt" | "never") => true,
+        [.., did, not] => did == "did" && not == "not",
+        _ => false,
+    }
+}
+
+/// True when `before` ends with someone other than the caller.
+fn ends_with_someone_else(before: &[String], locale: Locale) -> bool {
+    let [.., a, b] = before else {
+        return false;
+    };
+    let pair = (a.as_str(), b.as_str());
+    match locale {
+        Locale::EnUs => matches!(pair, ("someone" | "somebody", "else")),
+        Locale::EsUs => matches!(pair, ("alguien", "mas") | ("otra", "persona")),
+    }
+}
+
+/// Turns a request verb into a disowning when the words before it say the caller
+/// did not ask for the change (step 4 of [`Classifier`]); the others stay
+/// `Request`, which blocks consent like an unknown word.
+fn resolve_disowning(words: &[String], starts: &[usize], cues: &mut [Cue], locale: Locale) {
+    for (cue, &start) in cues.iter_mut().zip(starts) {
+        if *cue != Cue::Request {
+            continue;
+        }
+        let mut from = start;
+        while from > 0 && is_bridge(&words[from - 1], locale) {
+            from -= 1;
+        }
+        let before = &words[..from];
+        let verb = words[start].as_str();
+        let disowned = match locale {
+            Locale::EnUs if matches!(verb, "ask" | "request" | "order" | "call") => {
+                ends_with_past_negator(before)
+            }
+            Locale::EnUs => ends_negated(before, locale) || ends_with_someone_else(before, locale),
+            // Spoken by someone else: "alguien más lo pidió".
+            Locale::EsUs if matches!(verb, "pidio" | "pidieron" | "solicito" | "solicitaron") => {
+                ends_with_someone_else(before, locale)
+            }
+            // Spoken by the caller: "no lo pedí".
+            Locale::EsUs if matches!(verb, "pedi" | "solicite") => ends_negated(before, locale),
+            Locale::EsUs => ends_negated(before, locale) || ends_with_someone_else(before, locale),
+        };
+        if disowned {
+            *cue = Cue::Disown;
+        }
+    }
 }
 
 /// Turns "absolutely not", "of course not", "claro que no" and "confirmo que no" into a
@@ -602,6 +729,7 @@ fn decide(cues: &[Cue], kind: ChangeKind, is_question: bool) -> ConsentLabel {
     let termination = kind.is_termination();
     let mut yes = false;
     let mut no = false;
+    let mut disowned = false;
     let mut blocks_consent = false;
     let mut in_negation = false;
     let mut before = None;
@@ -622,6 +750,10 @@ fn decide(cues: &[Cue], kind: ChangeKind, is_question: bool) -> ConsentLabel {
                 }
             }
             Cue::No | Cue::Refusal => no = true,
+            Cue::Disown => {
+                no = true;
+                disowned = true;
+            }
             Cue::Negator | Cue::NoNegator => {
                 no = true;
                 in_negation = true;
@@ -636,6 +768,7 @@ fn decide(cues: &[Cue], kind: ChangeKind, is_question: bool) -> ConsentLabel {
     }
     match (yes, no) {
         (true, true) => ConsentLabel::Unclear,
+        (false, true) if disowned => ConsentLabel::Dispute,
         (false, true) => ConsentLabel::Deny,
         (true, false) if !blocks_consent => ConsentLabel::Affirm,
         _ => ConsentLabel::Unclear,
@@ -645,7 +778,7 @@ fn decide(cues: &[Cue], kind: ChangeKind, is_question: bool) -> ConsentLabel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ConsentLabel::{Affirm, Agent, Deny, Repeat, Unclear};
+    use ConsentLabel::{Affirm, Agent, Deny, Dispute, Repeat, Unclear};
 
     const CORPUS: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -979,6 +1112,84 @@ mod tests {
         assert_eq!(es("¿cómo?"), Repeat);
         assert_eq!(es("no, agente"), Agent);
         assert_eq!(es("no quiero hablar con un agente"), Unclear);
+    }
+
+    #[test]
+    fn saying_the_request_was_not_theirs_is_a_dispute() {
+        for text in [
+            "I didn't ask for this",
+            "I did not request this",
+            "no, I never even requested that",
+            "I have not asked for any change",
+            "this was not ordered by me",
+            "that wasn't me",
+            "no no not me",
+            "someone else must have asked for this",
+            "I didn't call about this",
+        ] {
+            assert_every_kind(text, Locale::EnUs, Dispute);
+        }
+        for text in [
+            "yo no lo pedí",
+            "nunca lo he pedido",
+            "no, no fui yo",
+            "alguien más lo pidió",
+            "otra persona lo solicitó",
+            "claro que no lo pedí",
+        ] {
+            assert_every_kind(text, Locale::EsUs, Dispute);
+        }
+    }
+
+    #[test]
+    fn a_request_verb_without_a_disowning_is_no_dispute_and_no_consent() {
+        // Asking for it, or a plain refusal that names a request, is not a dispute.
+        assert_every_kind("yes I requested this", Locale::EnUs, Unclear);
+        assert_every_kind("I asked for this", Locale::EnUs, Unclear);
+        assert_every_kind("someone asked for this", Locale::EnUs, Unclear);
+        assert_every_kind("don't request it", Locale::EnUs, Deny);
+        assert_every_kind("I don't confirm this request", Locale::EnUs, Deny);
+        assert_every_kind("no lo pidió", Locale::EsUs, Deny);
+        assert_every_kind("sí, lo pedí", Locale::EsUs, Unclear);
+        // A disowning with a yes, a doubt or a question is asked again.
+        assert_every_kind("yes that's not me", Locale::EnUs, Unclear);
+        assert_every_kind("I don't think I asked for this", Locale::EnUs, Unclear);
+        assert_every_kind("that's not me?", Locale::EnUs, Unclear);
+        assert_every_kind("¿no lo pedí?", Locale::EsUs, Unclear);
+        // "someone else" with a contact verb is still a request for a person.
+        assert_every_kind("I want to speak to someone else", Locale::EnUs, Agent);
+        // Words of the other locale disown nothing.
+        assert_every_kind("no soy yo", Locale::EnUs, Deny);
+        assert_every_kind("not me", Locale::EsUs, Unclear);
+    }
+
+    #[test]
+    fn fillers_and_acknowledgements_around_a_clear_answer_change_nothing() {
+        for text in ["um yes", "well yes", "okay yes", "yes that's fine"] {
+            assert_every_kind(text, Locale::EnUs, Affirm);
+        }
+        for text in ["uh no", "well no", "okay no"] {
+            assert_every_kind(text, Locale::EnUs, Deny);
+        }
+        // Without a yes word they are no consent.
+        for text in ["fine", "that's fine", "sounds good", "okay"] {
+            assert_every_kind(text, Locale::EnUs, Unclear);
+        }
+        assert_every_kind("sounds good go ahead", Locale::EnUs, Affirm);
+        assert_every_kind("bueno sí", Locale::EsUs, Affirm);
+        assert_every_kind("bueno no", Locale::EsUs, Deny);
+    }
+
+    #[test]
+    fn keypad_digits_are_never_a_dispute() {
+        let keys = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"];
+        for a in keys {
+            assert_ne!(classify_digits(a), Dispute, "{a:?}");
+            for b in keys {
+                assert_ne!(classify_digits(&format!("{a}{b}")), Dispute, "{a}{b}");
+            }
+        }
+        assert_eq!(classify_digits("2"), Deny, "2 declines without a dispute");
     }
 
     #[test]

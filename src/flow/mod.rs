@@ -2,9 +2,9 @@
 //! answer leads. Pure code: it renders TwiML and decides, the HTTP layer stores.
 //!
 //! Steps: the opening starts the recording and asks; an affirm confirms, a deny
-//! declines; a repeat re-reads the change; an unclear answer is asked again,
-//! after two misses by keypad only, after three it goes to an agent or ends
-//! as `no_answer`. Nothing but an affirm ever confirms.
+//! declines, a dispute ends it `disputed`; a repeat re-reads the change; an
+//! unclear answer is asked again, after two misses by keypad only, after three
+//! it goes to an agent or ends as `no_answer`. Nothing but an affirm ever confirms.
 
 pub mod consent;
 pub mod inbound;
@@ -307,6 +307,7 @@ impl Flow<'_> {
         match label {
             ConsentLabel::Affirm => Transition::End(Outcome::Confirmed),
             ConsentLabel::Deny => Transition::End(Outcome::Declined),
+            ConsentLabel::Dispute => Transition::End(Outcome::Disputed),
             ConsentLabel::Repeat if state.repeats < MAX_REPEATS => Transition::Ask(StepState {
                 step,
                 repeats: state.repeats + 1,
@@ -388,10 +389,19 @@ impl Flow<'_> {
                     .dial(Dial::new(number.as_str())),
                 None => Response::new().say(self.say(p.no_answer.as_str())).hangup(),
             },
+            Outcome::Disputed => Response::new().say(self.say(p.disputed.as_str())).hangup(),
             Outcome::Abandoned => Response::new().hangup(),
             Outcome::Expired => Response::new().say(self.say(p.expired.as_str())).hangup(),
-            // Reached only from the inbound number, which says its own words.
-            Outcome::Locked => Response::new().hangup(),
+            Outcome::Locked => match self.agent_number {
+                Some(number) => Response::new()
+                    .say(self.say(p.locked.as_str()))
+                    .say(self.say(p.agent_transfer.as_str()))
+                    .dial(Dial::new(number.as_str())),
+                None => Response::new()
+                    .say(self.say(p.locked.as_str()))
+                    .say(self.say(p.no_agent.as_str()))
+                    .hangup(),
+            },
         }
     }
 }
@@ -586,6 +596,43 @@ mod tests {
             );
             assert!(xml.ends_with("<Hangup /></Response>"), "{xml}");
             assert!(!xml.contains("<Gather"));
+        });
+    }
+
+    #[test]
+    fn a_dispute_ends_disputed_whatever_came_before_and_hangs_up() {
+        let agent: PhoneNumber = "+15550009999".parse().unwrap();
+        with_flow(Some(&agent), |flow| {
+            for before in [vec![], vec![Repeat], vec![Unclear, Unclear]] {
+                let mut labels = before.clone();
+                labels.push(Dispute);
+                assert_eq!(
+                    flow.replay(labels),
+                    Transition::End(Outcome::Disputed),
+                    "{before:?}"
+                );
+            }
+            let xml = flow.ending(Outcome::Disputed).to_xml();
+            assert!(xml.contains("did not request this change"), "{xml}");
+            assert!(xml.ends_with("<Hangup /></Response>"), "{xml}");
+            assert!(!xml.contains("<Dial"), "{xml}");
+        });
+    }
+
+    #[test]
+    fn a_locked_ending_goes_to_the_agent_or_says_none_is_there() {
+        let agent: PhoneNumber = "+15550009999".parse().unwrap();
+        with_flow(Some(&agent), |flow| {
+            let xml = flow.ending(Outcome::Locked).to_xml();
+            assert!(xml.contains("could not verify your identity"), "{xml}");
+            assert!(xml.contains("transfer you to an agent"), "{xml}");
+            assert!(xml.contains("+15550009999</Dial>"), "{xml}");
+        });
+        with_flow(None, |flow| {
+            let xml = flow.ending(Outcome::Locked).to_xml();
+            assert!(xml.contains("could not verify your identity"), "{xml}");
+            assert!(xml.contains("no agent is available"), "{xml}");
+            assert!(xml.ends_with("<Hangup /></Response>"), "{xml}");
         });
     }
 }

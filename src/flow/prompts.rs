@@ -55,6 +55,11 @@ pub struct Phrases {
     pub item_remove: String,
     /// How a masked value is spoken; `{{last4}}`.
     pub masked_value: String,
+    /// Said when the caller disputes the request: it was not theirs.
+    pub disputed: String,
+    /// Said when the identity check failed on every try, before the agent
+    /// transfer (or `no_agent`).
+    pub locked: String,
 }
 
 /// The prompts of one locale.
@@ -222,6 +227,8 @@ fn check_phrases(locale: Locale, p: &Phrases) -> Result<(), PromptError> {
         ("item_set", &p.item_set, &["label", "after"][..]),
         ("item_remove", &p.item_remove, &["label", "before"][..]),
         ("masked_value", &p.masked_value, &["last4"][..]),
+        ("disputed", &p.disputed, none),
+        ("locked", &p.locked, none),
     ] {
         check(&f(name), text, vars)?;
     }

@@ -107,6 +107,16 @@ struct Filter {
     after: Option<(i128, String)>,
 }
 
+/// The outcomes a record can have, as the `outcome` filter takes them.
+fn record_outcomes() -> String {
+    let names: Vec<&str> = Outcome::ALL
+        .into_iter()
+        .filter(|o| o.has_record())
+        .map(Outcome::as_str)
+        .collect();
+    names.join(", ")
+}
+
 /// A time bound: RFC 3339, or a date (from: its start; to: the next day's start).
 pub(super) fn parse_bound(text: &str, end_of_day: bool) -> Result<OffsetDateTime, String> {
     if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
@@ -171,10 +181,7 @@ impl Filter {
                 "outcome",
                 serde_json::from_value(Value::String(o))
                     .map(|o| f.outcome = Some(o))
-                    .map_err(|_| {
-                        "use confirmed, declined, no_answer, transferred_to_agent or abandoned"
-                            .into()
-                    }),
+                    .map_err(|_| format!("use one of {}", record_outcomes())),
             );
         }
         if let Some(t) = q.from {

@@ -69,6 +69,7 @@ async fn apply(ix: &dyn SearchIndex, g: u64, changes: &[Change]) {
 pub async fn run_all(ix: &dyn SearchIndex) {
     rows_only_move_forward_whatever_order_updates_arrive_in(ix).await;
     pages_follow_a_stable_order_and_filters_combine(ix).await;
+    every_outcome_a_record_can_have_is_found_by_its_own_filter(ix).await;
     a_purged_row_keeps_only_its_id_and_never_comes_back(ix).await;
     a_new_generation_replaces_the_old_at_once(ix).await;
     the_last_seal_moves_only_forward_on_the_current_generation(ix).await;
@@ -146,6 +147,34 @@ pub async fn pages_follow_a_stable_order_and_filters_combine(ix: &dyn SearchInde
         ..Filter::default()
     };
     assert!(ids(ix, &none).await.is_empty());
+}
+
+/// Each outcome a record can have, `locked` and `disputed` included, is kept as
+/// written and found by its own filter alone.
+pub async fn every_outcome_a_record_can_have_is_found_by_its_own_filter(ix: &dyn SearchIndex) {
+    let g = fresh(ix).await;
+    let outcomes: Vec<&str> = crate::confirmations::Outcome::ALL
+        .into_iter()
+        .filter(|o| o.has_record())
+        .map(|o| o.as_str())
+        .collect();
+    let rows: Vec<Change> = outcomes
+        .iter()
+        .zip(1..)
+        .map(|(outcome, minute)| {
+            let mut r = row(outcome, 1, minute, "x");
+            r.outcome = (*outcome).into();
+            Change::Record(Box::new(r))
+        })
+        .collect();
+    apply(ix, g, &rows).await;
+    for outcome in &outcomes {
+        let only = Filter {
+            outcome: Some((*outcome).into()),
+            ..Filter::default()
+        };
+        assert_eq!(ids(ix, &only).await, [*outcome], "outcome={outcome}");
+    }
 }
 
 /// A tombstone clears the row down to its id; a later version does not revive it.

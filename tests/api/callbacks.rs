@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use callproof::simulate::CallEnd;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -216,4 +217,102 @@ async fn a_request_that_expires_uncalled_sends_confirmation_expired() {
     assert_eq!(view["outcome"]["outcome"], "expired");
     assert!(view["call"].is_null());
     assert_eq!(app.stored("records/").await, 0, "no call, no record");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caller_who_says_the_request_is_not_theirs_ends_it_disputed_with_a_signed_callback() {
+    let receiver = Receiver::start(0, 0);
+    let app = spawn_with(Options {
+        extra: allowing(receiver.port, &[]),
+        ..Options::default()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for answer in ["say:that's not me@0.85", "press:2"] {
+        let created = app.create(&with_callback(receiver.port)).await;
+        let report = app
+            .call_with_recording(
+                created["transfer_url"].as_str().expect("transfer url"),
+                &[answer],
+                fixture("speech-8k-pcm16.wav"),
+            )
+            .await;
+        assert_eq!(report.end, CallEnd::ServerHungUp, "{answer}");
+        ids.push((created, heard(&report)));
+    }
+    let (created, heard) = &ids[0];
+    let id = created["id"].as_str().expect("id");
+    let declined = ids[1].0["id"].as_str().expect("id");
+    assert!(
+        heard.contains("We've noted that you did not request this change."),
+        "{heard}"
+    );
+    assert!(!heard.contains("confirmation number is"), "{heard}");
+
+    let view = app.confirmation(id).await;
+    assert_eq!(view["status"], "disputed", "{view}");
+    assert_eq!(view["outcome"]["outcome"], "disputed");
+    assert_eq!(view["events"][0]["transcript"], "that's not me");
+    assert_eq!(view["events"][0]["label"], "dispute");
+    assert_eq!(app.confirmation(declined).await["status"], "declined");
+
+    // The record (checked against the published schema as it is read) says so.
+    let record = app.wait_record(id, complete).await;
+    assert_valid_record(&record);
+    assert_eq!(record["outcome"]["status"], "disputed");
+    assert_eq!(record["consent_events"][0]["label"], "dispute");
+    assert_eq!(record["consent_events"][0]["input_type"], "speech");
+    let versions = app.versions(id).await;
+    assert_eq!(versions["versions"][0]["outcome"], "disputed", "{versions}");
+    app.wait_record(declined, complete).await;
+
+    // The outcome filter finds it, and only it.
+    for (outcome, want) in [("disputed", id), ("declined", declined)] {
+        let resp = app
+            .compliance_get(&format!("/v1/records?outcome={outcome}"), None)
+            .await;
+        assert_eq!(resp.status().as_u16(), 200, "{outcome}");
+        let page: Value = resp.json().await.expect("search JSON");
+        assert_valid_against("record-search.v1.schema.json", &page);
+        let found: Vec<&str> = page["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .filter_map(|r| r["record_id"].as_str())
+            .collect();
+        assert_eq!(found, [want], "outcome={outcome}: {page}");
+        assert_eq!(page["records"][0]["outcome"], outcome);
+    }
+
+    wait_until("both signed callbacks", 30, async || {
+        receiver.verified().len() >= 2
+    })
+    .await;
+    let events: Vec<Value> = receiver
+        .verified()
+        .iter()
+        .map(|d| {
+            let event: Value =
+                serde_json::from_str(d["body"].as_str().expect("body")).expect("event JSON");
+            assert_eq!(event["id"], d["webhook_id"], "{d}");
+            event
+        })
+        .collect();
+    let disputed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["confirmation_id"] == created["id"])
+        .collect();
+    assert_eq!(disputed.len(), 1, "{events:#?}");
+    assert_eq!(disputed[0]["type"], "confirmation.disputed");
+    assert_eq!(disputed[0]["outcome"], "disputed");
+    assert_eq!(
+        disputed[0]["confirmation_number"],
+        created["confirmation_number"]
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["confirmation_id"] == declined && e["type"] == "confirmation.declined"),
+        "{events:#?}"
+    );
 }

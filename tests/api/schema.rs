@@ -80,3 +80,67 @@ fn the_schema_refuses_broken_records() {
         assert!(refused, "the schema accepted {what}");
     }
 }
+
+#[test]
+fn the_schema_holds_disputed_and_locked_records_to_what_they_need() {
+    let (_, good) = examples()
+        .into_iter()
+        .find(|(name, _)| name == "06-complete-signed.v2.json")
+        .expect("the signed keypad example");
+    assert_eq!(good["consent_events"][0]["input_type"], "dtmf");
+    // Made whole, each is accepted, so each refusal below is for what it names.
+    let mut disputed = good.clone();
+    disputed["outcome"]["status"] = json!("disputed");
+    let answer = &mut disputed["consent_events"][0];
+    answer["input_type"] = json!("speech");
+    answer["digits"] = Value::Null;
+    answer["transcript"] = json!("I never asked for this");
+    answer["confidence"] = json!(0.87);
+    answer["label"] = json!("dispute");
+    assert_valid_record(&disputed);
+    let mut locked = good.clone();
+    locked["outcome"]["status"] = json!("locked");
+    locked["consent_events"] = json!([]);
+    locked["call"]["identity"] =
+        json!({"method": "pin", "result": "failed", "tries": 3, "at": good["outcome"]["at"]});
+    assert_valid_record(&locked);
+
+    type Breakage = Box<dyn Fn(&mut Value)>;
+    let breakages: Vec<(&str, Value, Breakage)> = vec![
+        (
+            "a disputed outcome without a disputing answer",
+            good.clone(),
+            Box::new(|v| v["outcome"]["status"] = json!("disputed")),
+        ),
+        (
+            "a keypad answer labelled dispute",
+            disputed.clone(),
+            Box::new(|v| {
+                v["consent_events"][0]["input_type"] = json!("dtmf");
+                v["consent_events"][0]["digits"] = json!("2");
+                v["consent_events"][0]["transcript"] = Value::Null;
+                v["consent_events"][0]["confidence"] = Value::Null;
+            }),
+        ),
+        (
+            "a locked outcome after a passed identity check",
+            locked.clone(),
+            Box::new(|v| v["call"]["identity"]["result"] = json!("passed")),
+        ),
+        (
+            "a locked outcome without an identity check",
+            locked.clone(),
+            Box::new(|v| drop(v["call"].as_object_mut().unwrap().remove("identity"))),
+        ),
+        ("a locked outcome with answers", locked.clone(), {
+            let answers = good["consent_events"].clone();
+            Box::new(move |v| v["consent_events"] = answers.clone())
+        }),
+    ];
+    for (what, whole, breaking) in breakages {
+        let mut broken = whole;
+        breaking(&mut broken);
+        let refused = std::panic::catch_unwind(|| assert_valid_record(&broken)).is_err();
+        assert!(refused, "the schema accepted {what}");
+    }
+}

@@ -655,4 +655,20 @@ mod tests {
         );
         assert!(INDEX_HTML.contains("/ui/app.js"));
     }
+
+    #[test]
+    fn the_outcome_filter_offers_every_outcome_a_record_can_have() {
+        let start = APP_JS.find("const OUTCOMES = {").expect("the outcome list");
+        let end = start + APP_JS[start..].find("};").expect("its end");
+        let listed = &APP_JS[start..end];
+        for o in crate::confirmations::Outcome::ALL {
+            let entry = format!("\n    {}: '", o.as_str());
+            assert_eq!(
+                listed.contains(&entry),
+                o.has_record(),
+                "{} in the page's outcome filter",
+                o.as_str()
+            );
+        }
+    }
 }
