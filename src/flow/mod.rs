@@ -1,10 +1,15 @@
 //! The consent dialogue: what the caller hears at each step and where each
 //! answer leads. Pure code: it renders TwiML and decides, the HTTP layer stores.
 //!
-//! Steps: the opening starts the recording and asks; an affirm confirms, a deny
-//! declines; a repeat re-reads the change; an unclear answer is asked again,
-//! after two misses by keypad only, after three it goes to an agent or ends
-//! as `no_answer`. Nothing but an affirm ever confirms.
+//! The opening starts the recording, reads the change and asks the first
+//! question of the kind's script. An affirm to the last question confirms; an
+//! affirm to an earlier one moves to the next. A deny follows the question's
+//! role: `authorisation` and `second_confirmation` decline, `holder` goes to an
+//! agent, `understanding` is explained once and asked again, then goes to an
+//! agent. A repeat re-reads the change and the question; an unclear answer is
+//! asked again, after two misses by keypad only, after three it goes to an
+//! agent or ends as `no_answer`, counted per question. Nothing but an affirm
+//! to the last question ever confirms.
 
 pub mod consent;
 pub mod inbound;
@@ -17,14 +22,14 @@ use crate::confirmations::{ConfirmationRequest, Outcome};
 use crate::domain::{ChangeItem, ConfirmationId, PhoneNumber};
 use crate::twiml::{Dial, Gather, GatherInput, Recording, Response, Say, SpeechTimeout, Start};
 use consent::ConsentLabel;
-use prompts::{render, LocalePrompts};
+use prompts::{render, LocalePrompts, Question, QuestionRole, Script};
 use token::{FlowToken, Preface, Purpose, StepState, TokenSigner};
 
-/// Unusable answers before the call goes to an agent or ends as `no_answer`.
+/// Unusable answers to one question before the call goes to an agent or ends as `no_answer`.
 pub const MAX_MISSES: u8 = 3;
 /// Misses after which only the keypad is accepted.
 pub const KEYPAD_AFTER_MISSES: u8 = 2;
-/// Repeats granted before a further repeat request counts as a miss.
+/// Repeats of one question granted before a further repeat request counts as a miss.
 pub const MAX_REPEATS: u8 = 3;
 
 /// Builds the callback URLs of a flow, each with a fresh signed token.
@@ -183,8 +188,25 @@ impl Flow<'_> {
         }
     }
 
-    /// The change as the caller hears it: the kind's summary with every item.
-    pub fn summary(&self) -> String {
+    /// The confirmation script of the request's kind.
+    pub fn script(&self) -> &Script {
+        // load_with fills a script for every kind in ChangeKind::ALL.
+        &self.prompts.scripts[&self.request.kind]
+    }
+
+    /// The script question `state` is at; `None` for an index past the
+    /// script's end, which no token this server signs holds.
+    pub fn current(&self, state: &StepState) -> Option<&Question> {
+        self.script().questions.get(usize::from(state.question))
+    }
+
+    /// The id of the script question `state` is at.
+    pub fn question_id(&self, state: &StepState) -> Option<&str> {
+        self.current(state).map(|q| q.id.as_str())
+    }
+
+    /// A script template with the request's values filled in.
+    fn render_script(&self, template: &str) -> String {
         let p = &self.prompts.phrases;
         let items: Vec<String> = self
             .request
@@ -214,7 +236,6 @@ impl Flow<'_> {
             })
             .map(sentence)
             .collect();
-        let template = &self.prompts.summaries[&self.request.kind];
         render(
             template,
             &[
@@ -225,9 +246,16 @@ impl Flow<'_> {
         )
     }
 
-    /// The sentences heard in the question of `state`, in order.
+    /// The change as the caller hears it: the kind's summary with every item.
+    pub fn summary(&self) -> String {
+        self.render_script(&self.script().summary)
+    }
+
+    /// The sentences heard in the question of `state`, in order: what comes
+    /// before it, the script question's words, then how to answer.
     pub fn question_parts(&self, state: &StepState) -> Vec<String> {
         let p = &self.prompts.phrases;
+        let current = self.current(state);
         let mut parts = Vec::new();
         match state.preface {
             Preface::Greeting => {
@@ -243,11 +271,20 @@ impl Flow<'_> {
             }
             Preface::Retry => parts.push(p.retry.clone()),
             Preface::NoAgent => parts.push(p.no_agent.clone()),
+            Preface::Next => parts.push(p.next_question.clone()),
+            Preface::Explain => {
+                if let Some(explain) = current.and_then(|q| q.explain.as_deref()) {
+                    parts.push(self.render_script(explain));
+                }
+            }
+        }
+        if let Some(q) = current {
+            parts.push(self.render_script(&q.text));
         }
         parts.push(if state.keypad_only {
-            p.question_keypad.clone()
+            p.answer_choices_keypad.clone()
         } else {
-            p.question.clone()
+            p.answer_choices.clone()
         });
         parts
     }
@@ -261,12 +298,12 @@ impl Flow<'_> {
         }
     }
 
-    /// The single consent `<Gather>` of `state`, alone in a response.
+    /// The consent `<Gather>` of `state`, alone in a response.
     fn ask(&self, state: StepState) -> Response {
         Response::new().gather(self.gather(state))
     }
 
-    /// The single consent `<Gather>` of `state`.
+    /// The consent `<Gather>` of `state`: one script question.
     fn gather(&self, state: StepState) -> Gather {
         let mut gather = Gather::new()
             .input(Self::accepted_input(&state))
@@ -304,9 +341,34 @@ impl Flow<'_> {
     /// Where the answer `label` to the question of `state` leads.
     pub fn transition(&self, state: &StepState, label: ConsentLabel) -> Transition {
         let step = state.step + 1;
+        let Some(question) = self.current(state) else {
+            // Never signed by this server's flow; never consent.
+            return Transition::End(self.to_agent_or(Outcome::NoAnswer));
+        };
+        let last = usize::from(state.question) + 1 >= self.script().questions.len();
         match label {
-            ConsentLabel::Affirm => Transition::End(Outcome::Confirmed),
-            ConsentLabel::Deny => Transition::End(Outcome::Declined),
+            ConsentLabel::Affirm if last => Transition::End(Outcome::Confirmed),
+            // The next question starts afresh: its own misses and repeats.
+            ConsentLabel::Affirm => Transition::Ask(StepState {
+                step,
+                question: state.question + 1,
+                preface: Preface::Next,
+                ..StepState::default()
+            }),
+            ConsentLabel::Deny => match question.role {
+                QuestionRole::Authorisation | QuestionRole::SecondConfirmation => {
+                    Transition::End(Outcome::Declined)
+                }
+                QuestionRole::Understanding if !state.explained => Transition::Ask(StepState {
+                    step,
+                    explained: true,
+                    preface: Preface::Explain,
+                    ..*state
+                }),
+                QuestionRole::Holder | QuestionRole::Understanding => {
+                    Transition::End(self.to_agent_or(Outcome::Declined))
+                }
+            },
             ConsentLabel::Repeat if state.repeats < MAX_REPEATS => Transition::Ask(StepState {
                 step,
                 repeats: state.repeats + 1,
@@ -321,20 +383,25 @@ impl Flow<'_> {
         }
     }
 
+    /// A transfer when an agent number is set, else `otherwise`.
+    fn to_agent_or(&self, otherwise: Outcome) -> Outcome {
+        match self.agent_number {
+            Some(_) => Outcome::TransferredToAgent,
+            None => otherwise,
+        }
+    }
+
     fn miss(&self, state: &StepState, preface: Preface) -> Transition {
         let misses = state.misses + 1;
         if misses >= MAX_MISSES {
-            return Transition::End(match self.agent_number {
-                Some(_) => Outcome::TransferredToAgent,
-                None => Outcome::NoAnswer,
-            });
+            return Transition::End(self.to_agent_or(Outcome::NoAnswer));
         }
         Transition::Ask(StepState {
             step: state.step + 1,
             misses,
-            repeats: state.repeats,
             keypad_only: misses >= KEYPAD_AFTER_MISSES,
             preface,
+            ..*state
         })
     }
 
@@ -365,7 +432,8 @@ impl Flow<'_> {
         Transition::Ask(state)
     }
 
-    /// The question of `state` alone (the recording is already running).
+    /// The question of `state` alone (the recording is already running);
+    /// `StepState::default()` is the first question, after the summary.
     pub fn question(&self, state: StepState) -> Response {
         self.ask(state)
     }
