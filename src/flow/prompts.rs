@@ -99,6 +99,7 @@ pub struct Script {
     /// Read before the first question; `{{account_last4}}`, `{{changes}}`, `{{customer_name}}`.
     pub summary: String,
     /// Asked in order; only a yes to the last one confirms.
+    #[serde(default)]
     pub questions: Vec<Question>,
 }
 
@@ -300,7 +301,9 @@ fn parse_script(file: &str, kind: ChangeKind, text: &str) -> Result<Script, Prom
     script.summary = script.summary.trim().to_owned();
     check(&format!("{file} summary"), &script.summary, SCRIPT_VARS)?;
     if script.questions.is_empty() {
-        return Err(fail("has no [[questions]]: a script asks at least one".into()));
+        return Err(fail(
+            "has no [[questions]]: a script asks at least one".into(),
+        ));
     }
     if script.questions.len() > MAX_QUESTIONS {
         return Err(fail(format!(
@@ -443,7 +446,11 @@ mod tests {
                 let ids = |s: &Script| -> Vec<(String, QuestionRole)> {
                     s.questions.iter().map(|q| (q.id.clone(), q.role)).collect()
                 };
-                assert_eq!(ids(script), ids(en), "{locale} {kind}: the questions differ");
+                assert_eq!(
+                    ids(script),
+                    ids(en),
+                    "{locale} {kind}: the questions differ"
+                );
             }
         }
         let roles = |kind| -> Vec<QuestionRole> {
@@ -472,7 +479,12 @@ mod tests {
             for (qa, qb) in a.questions.iter().zip(&b.questions) {
                 assert_ne!(qa.text, qb.text, "{kind} {}", qa.id);
                 assert!(qb.text.contains('¿'), "{kind}: {}", qb.text);
-                assert_eq!(qa.explain.is_some(), qb.explain.is_some(), "{kind} {}", qa.id);
+                assert_eq!(
+                    qa.explain.is_some(),
+                    qb.explain.is_some(),
+                    "{kind} {}",
+                    qa.id
+                );
                 if let (Some(x), Some(y)) = (&qa.explain, &qb.explain) {
                     assert_ne!(x, y, "{kind} {}", qa.id);
                 }
@@ -518,7 +530,8 @@ mod tests {
         Prompts::from_dir(dir.path()).unwrap_err().to_string()
     }
 
-    const AUTHORISE: &str = "[[questions]]\nid = \"ok\"\nrole = \"authorisation\"\ntext = \"Do you confirm?\"\n";
+    const AUTHORISE: &str =
+        "[[questions]]\nid = \"ok\"\nrole = \"authorisation\"\ntext = \"Do you confirm?\"\n";
 
     #[test]
     fn a_custom_directory_with_its_own_script_is_used() {
@@ -533,7 +546,10 @@ mod tests {
 
     #[test]
     fn an_unknown_placeholder_fails_at_load_naming_the_file() {
-        let err = load_error("es-US/plan.toml", &format!("summary = \"Cambio {{{{cambios}}}}\"\n{AUTHORISE}"));
+        let err = load_error(
+            "es-US/plan.toml",
+            &format!("summary = \"Cambio {{{{cambios}}}}\"\n{AUTHORISE}"),
+        );
         assert!(
             err.contains("es-US/plan.toml") && err.contains("cambios"),
             "{err}"
@@ -542,12 +558,17 @@ mod tests {
             "en-US/plan.toml",
             "summary = \"{{changes}}\"\n[[questions]]\nid = \"a\"\nrole = \"authorisation\"\ntext = \"Fee {{fee}}?\"\n",
         );
-        assert!(err.contains("en-US/plan.toml question 1") && err.contains("fee"), "{err}");
+        assert!(
+            err.contains("en-US/plan.toml question 1") && err.contains("fee"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_bad_script_fails_at_load_naming_the_file_and_the_fault() {
-        let q = |id: &str, role: &str| format!("[[questions]]\nid = \"{id}\"\nrole = \"{role}\"\ntext = \"Yes?\"\n");
+        let q = |id: &str, role: &str| {
+            format!("[[questions]]\nid = \"{id}\"\nrole = \"{role}\"\ntext = \"Yes?\"\n")
+        };
         let head = "summary = \"{{changes}}\"\n";
         let cases = [
             ("unknown role", format!("{head}{}", q("a", "witness")), "witness"),
@@ -589,7 +610,10 @@ mod tests {
             assert!(err.contains(want), "{what}: {err}");
         }
         // A high-risk kind must end with a second confirmation.
-        let err = load_error("es-US/security.toml", &format!("{head}{}", q("a", "authorisation")));
+        let err = load_error(
+            "es-US/security.toml",
+            &format!("{head}{}", q("a", "authorisation")),
+        );
         assert!(
             err.contains("es-US/security.toml") && err.contains("second_confirmation"),
             "{err}"
@@ -599,7 +623,10 @@ mod tests {
         std::fs::remove_file(dir.path().join("en-US/billing.toml")).unwrap();
         std::fs::write(dir.path().join("en-US/billing.txt"), "{{changes}}").unwrap();
         let err = Prompts::from_dir(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("billing.toml") && err.contains("cannot read it"), "{err}");
+        assert!(
+            err.contains("billing.toml") && err.contains("cannot read it"),
+            "{err}"
+        );
     }
 
     #[test]

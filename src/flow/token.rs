@@ -360,10 +360,8 @@ mod tests {
             Err(TokenError::BadSignature)
         );
         // Nor can a later question, or an explanation never given, be claimed.
-        let forges: [fn(&mut FlowToken); 2] = [
-            |t| t.state.question = 3,
-            |t| t.state.explained = false,
-        ];
+        let forges: [fn(&mut FlowToken); 2] =
+            [|t| t.state.question = 3, |t| t.state.explained = false];
         for forge in forges {
             let mut forged = token(1_800_000_100);
             forge(&mut forged);
