@@ -468,8 +468,7 @@ async fn a_no_to_the_fee_question_is_explained_once_and_a_second_no_goes_to_the_
     let said = heard(&report);
     assert_eq!(said.matches("Let me explain.").count(), 1, "{said}");
     assert_eq!(
-        said
-            .matches("Do you understand that any early termination fee")
+        said.matches("Do you understand that any early termination fee")
             .count(),
         2,
         "asked, explained, asked again: {said}"
@@ -513,10 +512,11 @@ async fn a_no_to_the_fee_question_is_explained_once_and_a_second_no_goes_to_the_
 
 #[tokio::test]
 async fn a_replayed_answer_to_an_early_question_skips_nothing() {
+    const SID: &str = "CA22222222222222222222222222222222";
     let app = spawn_app().await;
     let created = app.create(&termination_request()).await;
-    let started = app.transfer(&created, "CA22222222222222222222222222222222").await;
-    let first = app.press(&started.answer, "CA22222222222222222222222222222222", "1").await;
+    let started = app.transfer(&created, SID).await;
+    let first = app.press(&started.answer, SID, "1").await;
     assert_eq!(first.status().as_u16(), 200);
     let first = first.text().await.unwrap();
     assert!(
@@ -526,7 +526,7 @@ async fn a_replayed_answer_to_an_early_question_skips_nothing() {
     // The same answer again, and the holder question's token with another
     // answer: the first answer stands and the caller is at question two.
     for digits in ["1", "2", "1"] {
-        let again = app.press(&started.answer, "CA22222222222222222222222222222222", digits).await;
+        let again = app.press(&started.answer, SID, digits).await;
         assert_eq!(again.status().as_u16(), 200);
         let again = again.text().await.unwrap();
         assert!(
