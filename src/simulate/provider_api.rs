@@ -259,11 +259,7 @@ async fn update(
             (Some((sid, started, started_utc)), None) => {
                 let offset = now.saturating_duration_since(*started);
                 match wanted.as_str() {
-                    "paused" => {
-                        if c.paused_since.is_none() {
-                            c.paused_since = Some(offset);
-                        }
-                    }
+                    "paused" if c.paused_since.is_none() => c.paused_since = Some(offset),
                     "in-progress" => {
                         if let Some(from) = c.paused_since.take() {
                             c.spans.push(PausedSpan { from, to: offset });
