@@ -391,7 +391,9 @@ async fn a_spanish_security_change_runs_its_script_in_spanish_and_a_final_no_dec
     for spanish in [
         "Hola Dana Reyes.",
         "Usted nos pidió cambiar la configuración de seguridad",
-        "Teléfono de verificación: de el que termina en 1, 2, 3, 4, a el que termina en 9, 8, 7, 6.",
+        "Teléfono de verificación: de ",
+        "que termina en 1, 2, 3, 4, a ",
+        "que termina en 9, 8, 7, 6.",
         "¿Es usted el titular de la cuenta",
         "Diga sí o marque 1 para sí.",
         "Gracias. Siguiente pregunta. | ¿Autoriza este cambio de la configuración de seguridad",
