@@ -110,8 +110,12 @@ pub enum InputType {
 /// One answer to one consent question: the evidence of what was asked and heard.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConsentEvent {
-    /// Question number within the call, from 0.
+    /// Answer number within the call, from 0.
     pub step: u32,
+    /// The id of the script question answered (`prompts/<locale>/<kind>.toml`);
+    /// `None` on answers stored before confirmations asked scripts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question_id: Option<String>,
     /// Exactly what the caller heard before answering.
     pub question: String,
     /// Which inputs the question accepted: `dtmf speech` or `dtmf`.

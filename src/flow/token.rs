@@ -40,18 +40,26 @@ pub enum Preface {
     /// The caller asked for an agent and none is configured.
     #[serde(rename = "n")]
     NoAgent,
+    /// The last question was answered yes; this is the script's next one.
+    #[serde(rename = "q")]
+    Next,
+    /// An understanding question was answered no: its explanation, then it again.
+    #[serde(rename = "x")]
+    Explain,
 }
 
-/// Where the caller is in the consent dialogue.
+/// Where the caller is in the consent dialogue. It travels signed in each
+/// answer URL, so a caller can neither skip a script question nor claim an
+/// explanation that was never given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct StepState {
-    /// Question number, from 0; every answer moves it on.
+    /// Answer number, from 0; every answer moves it on.
     #[serde(rename = "n")]
     pub step: u32,
-    /// Unusable answers so far.
+    /// Unusable answers to the current question so far.
     #[serde(rename = "m", default)]
     pub misses: u8,
-    /// Repeats asked for so far.
+    /// Repeats of the current question asked for so far.
     #[serde(rename = "r", default)]
     pub repeats: u8,
     /// True once only the keypad is accepted.
@@ -60,6 +68,20 @@ pub struct StepState {
     /// What is said before the question.
     #[serde(rename = "p", default)]
     pub preface: Preface,
+    /// Index of the current question in the kind's script, from 0.
+    #[serde(rename = "q", default, skip_serializing_if = "is_zero")]
+    pub question: u8,
+    /// True once the current understanding question has been explained.
+    #[serde(rename = "x", default, skip_serializing_if = "is_false")]
+    pub explained: bool,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The signed content of a token.
@@ -288,6 +310,8 @@ mod tests {
                 repeats: 0,
                 keypad_only: false,
                 preface: Preface::Retry,
+                question: 2,
+                explained: true,
             },
             expires,
         }
@@ -308,6 +332,23 @@ mod tests {
     fn tokens_are_short_enough_for_a_url() {
         let s = TokenSigner::new("a-secret-of-some-length-0123456789");
         assert!(s.sign(&token(1_800_000_100)).len() < 200);
+    }
+
+    #[test]
+    fn the_question_and_explanation_travel_in_the_token() {
+        let s = TokenSigner::new("a-secret-of-some-length-0123456789");
+        let t = token(1_800_000_100);
+        let back = s.verify(&s.sign(&t), Purpose::Answer, now()).unwrap();
+        assert_eq!((back.state.question, back.state.explained), (2, true));
+        // A token of the first question, as signed before scripts, reads as question 0.
+        let mut first = token(1_800_000_100);
+        first.state.question = 0;
+        first.state.explained = false;
+        let text = s.sign(&first);
+        let (payload, _) = text.split_once('.').unwrap();
+        let json = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert!(!json.contains("\"q\"") && !json.contains("\"x\""), "{json}");
+        assert_eq!(s.verify(&text, Purpose::Answer, now()).unwrap(), first);
     }
 
     #[test]
@@ -332,6 +373,18 @@ mod tests {
             s.verify(&format!("{forged_payload}.{tag}"), Purpose::Answer, now()),
             Err(TokenError::BadSignature)
         );
+        // Nor can a later question, or an explanation never given, be claimed.
+        let forges: [fn(&mut FlowToken); 2] =
+            [|t| t.state.question = 3, |t| t.state.explained = false];
+        for forge in forges {
+            let mut forged = token(1_800_000_100);
+            forge(&mut forged);
+            let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
+            assert_eq!(
+                s.verify(&format!("{forged_payload}.{tag}"), Purpose::Answer, now()),
+                Err(TokenError::BadSignature)
+            );
+        }
         let other = TokenSigner::new("another-secret-of-some-length-012345");
         assert_eq!(
             other.verify(&text, Purpose::Answer, now()),

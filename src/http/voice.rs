@@ -264,10 +264,22 @@ async fn answer_work(s: AppState, hook: Hook<extract::Answer>) -> Response {
                 notice(flow.prompts, Notice::AlreadyDone, None)
             });
         }
+        let Some(question_id) = flow.question_id(&state).map(str::to_owned) else {
+            return Err(Failure::Internal(
+                request.locale,
+                anyhow::anyhow!(
+                    "the answer token names question {} of the {} script, which has {}; were the prompts changed during the call?",
+                    state.question,
+                    request.kind,
+                    flow.script().questions.len()
+                ),
+            ));
+        };
         let gathered = GatherResult::parse(&params);
         let (input_type, label) = understand(&s, &gathered, &state, &request);
         let event = ConsentEvent {
             step: state.step,
+            question_id: Some(question_id.clone()),
             question: flow.question_parts(&state).join(" "),
             accepted_input: Flow::accepted_input(&state).as_str().to_owned(),
             input_type,
@@ -280,11 +292,18 @@ async fn answer_work(s: AppState, hook: Hook<extract::Answer>) -> Response {
         };
         let stored = match s.confirmations.add_event(id, event).await.map_err(on_err())? {
             Written::New(e) => {
-                tracing::info!(confirmation = %id, step = e.step, input = ?e.input_type, label = %e.label, "consent answer");
+                tracing::info!(confirmation = %id, step = e.step, question = %question_id, input = ?e.input_type, label = %e.label, "consent answer");
                 e
             }
             Written::Existing(e) => {
-                tracing::info!(confirmation = %id, step = e.step, "replayed answer; the first one stands");
+                // An answer stored at this step was to this question; any other
+                // token for the step is not one this flow gave the call.
+                if e.question_id.as_deref().is_some_and(|q| q != question_id) {
+                    return Err(Failure::Refused(WebhookError::Forbidden(
+                        "answer token does not match the question answered at its step".into(),
+                    )));
+                }
+                tracing::info!(confirmation = %id, step = e.step, question = %question_id, "replayed answer; the first one stands");
                 e
             }
         };

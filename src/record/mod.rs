@@ -170,8 +170,12 @@ pub struct OutcomePart {
 /// One consent event with its place in the recording.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventPart {
-    /// Question number, from 0.
+    /// Answer number, from 0.
     pub step: u32,
+    /// The id of the script question answered; absent on records of calls
+    /// made before confirmations asked scripts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question_id: Option<String>,
     /// What the caller heard.
     pub question: String,
     /// `dtmf speech` or `dtmf`.
@@ -339,6 +343,7 @@ pub fn build(facts: &RecordFacts<'_>, version: u32, now: OffsetDateTime) -> Conf
         .iter()
         .map(|e| EventPart {
             step: e.step,
+            question_id: e.question_id.clone(),
             question: e.question.clone(),
             accepted_input: e.accepted_input.clone(),
             input_type: e.input_type,

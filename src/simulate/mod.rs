@@ -247,6 +247,9 @@ pub struct CallReport {
     pub api_requests: Vec<ApiRequest>,
     /// The recording as the media endpoint served it, if recording started.
     pub recording: Option<Bytes>,
+    /// Every TwiML document the server answered during the call, as sent,
+    /// so its voices and languages can be checked.
+    pub documents: Vec<String>,
 }
 
 fn sid(prefix: &str) -> String {
@@ -291,6 +294,8 @@ struct Caller<'a> {
     report_line: &'a mut dyn FnMut(&str),
     transcript: Vec<String>,
     heard: Vec<String>,
+    /// The TwiML documents answered so far.
+    documents: Vec<String>,
     /// The call as the provider REST API knows it.
     placed: Option<PlacedCall>,
 }
@@ -391,6 +396,7 @@ pub async fn run(sim: &Simulation, on_line: &mut dyn FnMut(&str)) -> anyhow::Res
         report_line: on_line,
         transcript: Vec::new(),
         heard: Vec::new(),
+        documents: Vec::new(),
         placed,
     };
     let started = Instant::now();
@@ -430,6 +436,7 @@ pub async fn run(sim: &Simulation, on_line: &mut dyn FnMut(&str)) -> anyhow::Res
         }
         let doc =
             doc::parse(&body).map_err(|e| anyhow::anyhow!("{e}; the document was: {body}"))?;
+        caller.documents.push(body);
         step = play(&mut caller, &doc, &url, &mut recording).await;
     };
     let ended_at = Instant::now();
@@ -466,6 +473,7 @@ pub async fn run(sim: &Simulation, on_line: &mut dyn FnMut(&str)) -> anyhow::Res
         paused_spans,
         api_requests,
         recording: None,
+        documents: Vec::new(),
     };
     // As the provider does, the call's end is reported first; the recording
     // is ready (and its callback sent) only after the call has ended.
@@ -577,6 +585,7 @@ pub async fn run(sim: &Simulation, on_line: &mut dyn FnMut(&str)) -> anyhow::Res
         server.close().await;
     }
     report.heard = std::mem::take(&mut caller.heard);
+    report.documents = std::mem::take(&mut caller.documents);
     report.transcript = std::mem::take(&mut caller.transcript);
     Ok(report)
 }

@@ -327,9 +327,14 @@ async fn numbers_and_secrets_are_masked_by_their_field_name_without_the_flag() {
     assert_eq!(change[3]["after"], "b@example.com");
     assert_eq!(change[3]["sensitive"], false);
 
+    // A security change asks three questions: holder, authorisation, final.
     let report = app
-        .call(created["transfer_url"].as_str().unwrap(), &["press:1"])
+        .call(
+            created["transfer_url"].as_str().unwrap(),
+            &["press:1", "press:1", "press:1"],
+        )
         .await;
+    assert_eq!(app.confirmation(id).await["status"], "confirmed");
     let heard = heard(&report);
     for secret in ["4921", "4, 9, 2, 1", "7305", "7, 3, 0, 5", "Rex", "changed"] {
         assert!(

@@ -72,6 +72,14 @@ fn the_schema_refuses_broken_records() {
             "a label that is not one",
             Box::new(|v| v["consent_events"][0]["label"] = json!("yes")),
         ),
+        (
+            "a question id that is not one",
+            Box::new(|v| v["consent_events"][0]["question_id"] = json!("Are you sure?")),
+        ),
+        (
+            "a question id that is not text",
+            Box::new(|v| v["consent_events"][0]["question_id"] = json!(2)),
+        ),
     ];
     for (what, breaking) in breakages {
         let mut broken = good.clone();
