@@ -506,3 +506,52 @@ async fn one_pin_opens_the_customers_pending_requests_and_the_caller_chooses_whi
     t.assert_nowhere(PIN, &[]).await;
     t.assert_nowhere(other_pin, &[]).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn knowledge_answers_pass_a_check_and_are_kept_nowhere() {
+    let t = start(Vec::new()).await;
+    let (first, second) = ("94107215", "19850612");
+    let created = t
+        .app
+        .create(&request(
+            json!({"method": "kba", "questions": [
+                {"prompt": "the ZIP code and suite on the account", "answer": first},
+                {"prompt": "your date of birth as year, month and day", "answer": second}
+            ]}),
+            "ACC-1001",
+        ))
+        .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    let report = t
+        .call(
+            CUSTOMER,
+            &[
+                "press:1",
+                &format!("press:{first}#"),
+                &format!("press:{second}#"),
+                "press:1",
+            ],
+            None,
+        )
+        .await;
+    let (before, after) = split_at_verified(&report);
+    assert!(!after.is_empty(), "never verified: {}", heard(&report));
+    assert!(
+        before.contains("Please enter the ZIP code and suite on the account"),
+        "{before}"
+    );
+    assert!(before.contains("your date of birth"), "{before}");
+    assert_says_nothing_of(&before, &created);
+    assert_eq!(t.app.confirmation(&id).await["status"], "confirmed");
+    let record = t.app.wait_record(&id, complete).await;
+    assert_eq!(record["call"]["identity"]["method"], "kba");
+    assert_eq!(record["call"]["identity"]["result"], "passed");
+    assert_eq!(record["call"]["identity"]["tries"], 1);
+    assert_eq!(record["call"]["paused"][0]["why"], "kba");
+    assert_valid_record(&record);
+    let answers = [created.to_string(), record.to_string()];
+    let answers: Vec<&str> = answers.iter().map(String::as_str).collect();
+    t.assert_nowhere(first, &answers).await;
+    t.assert_nowhere(second, &answers).await;
+    assert!(!heard(&report).contains(first));
+}
