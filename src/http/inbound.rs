@@ -188,9 +188,9 @@ impl Ctx<'_> {
         self.s.config.agent_number.as_ref()
     }
 
-    /// Offset into the recording now, in milliseconds.
-    fn offset_ms(&self, t: &InboundToken) -> u64 {
-        (now_ms(self.at) - t.started_ms).max(0) as u64
+    /// Offset of `at` into the recording, in milliseconds.
+    fn offset_ms(&self, t: &InboundToken, at: OffsetDateTime) -> u64 {
+        (now_ms(at) - t.started_ms).max(0) as u64
     }
 
     /// Pauses the recording before digits are asked for. Only a pause the
@@ -200,15 +200,20 @@ impl Ctx<'_> {
         if t.paused.last().is_some_and(|(_, to, _)| *to == 0) {
             return true;
         }
-        let from = self.offset_ms(t);
+        // The span starts once the provider has confirmed the pause, and ends
+        // (in `resume`) before the resume is asked: the record never calls
+        // paused what the recording may have caught, however long the
+        // lookups before the pause took.
+        let asked = self.offset_ms(t, OffsetDateTime::now_utc());
         match self.s.recording_control.pause(self.call_sid).await {
             Ok(_) => {
+                let from = self.offset_ms(t, OffsetDateTime::now_utc());
                 t.paused.push((from, 0, why.to_owned()));
                 true
             }
             Err(e) => {
                 if e.is_unclear() {
-                    t.paused.push((from, 0, why.to_owned()));
+                    t.paused.push((asked, 0, why.to_owned()));
                 }
                 tracing::warn!(call = %t.call, error = %e, "the recording could not be paused; no secret is asked, the caller goes to an agent");
                 false
@@ -218,12 +223,13 @@ impl Ctx<'_> {
 
     /// Resumes a paused recording; true when the provider confirmed it.
     async fn resume(&self, t: &mut InboundToken) -> bool {
+        let to = self.offset_ms(t, OffsetDateTime::now_utc()).max(1);
         let Some(open) = t.paused.last_mut().filter(|(_, to, _)| *to == 0) else {
             return true;
         };
         match self.s.recording_control.resume(self.call_sid).await {
             Ok(_) => {
-                open.1 = (now_ms(self.at) - t.started_ms).max(1) as u64;
+                open.1 = to.max(open.0).max(1);
                 true
             }
             Err(e) => {
