@@ -208,9 +208,23 @@ impl InboundPrompts {
         action: &str,
         timeout_secs: u32,
     ) -> Response {
-        let mut gather = Gather::new()
-            .input(GatherInput::Dtmf)
-            .finish_on_key("#")
+        let gather = self.keypad_gather(locale, before, action, timeout_secs, |g| {
+            g.finish_on_key("#")
+        });
+        Response::new().gather(gather.say(self.say(locale, ask)))
+    }
+
+    /// A keypad-only `<Gather>` posting to `action` (empty results too),
+    /// saying `before`; `ends` sets how an entry ends (`#`, or a digit count).
+    fn keypad_gather(
+        &self,
+        locale: Locale,
+        before: &[&str],
+        action: &str,
+        timeout_secs: u32,
+        ends: impl FnOnce(Gather) -> Gather,
+    ) -> Gather {
+        let mut gather = ends(Gather::new().input(GatherInput::Dtmf))
             .timeout(timeout_secs)
             .action(action)
             .method("POST")
@@ -218,7 +232,7 @@ impl InboundPrompts {
         for b in before {
             gather = gather.say(self.say(locale, *b));
         }
-        Response::new().gather(gather.say(self.say(locale, ask)))
+        gather
     }
 
     /// The menu of the requests a passed check opened: `kinds` in order, the
@@ -234,16 +248,8 @@ impl InboundPrompts {
     ) -> Response {
         let p = &self.locale(locale).phrases;
         let count = kinds.len().to_string();
-        let mut gather = Gather::new()
-            .input(GatherInput::Dtmf)
-            .num_digits(1)
-            .timeout(timeout_secs)
-            .action(action)
-            .method("POST")
-            .action_on_empty_result(true);
-        for b in before {
-            gather = gather.say(self.say(locale, *b));
-        }
+        let mut gather =
+            self.keypad_gather(locale, before, action, timeout_secs, |g| g.num_digits(1));
         gather = gather.say(self.say(locale, render(&p.choices, &[("count", &count)])));
         for (i, kind) in kinds.iter().enumerate() {
             let digit = (i + 1).to_string();

@@ -619,13 +619,23 @@ impl Ctx<'_> {
         tracing::info!(call = %t.call, requests = opened.len(), "the identity check opened several pending requests; the caller chooses");
         let kinds: Vec<ChangeKind> = opened.iter().map(|o| o.kind).collect();
         let verified = self.phrases(locale).verified.clone();
-        Ok(self.s.inbound.choose(
-            locale,
-            &[&verified],
-            &kinds,
-            &self.s.inbound_url(&next, INBOUND_PATH),
+        Ok(self.choice_menu(&next, &verified, &kinds))
+    }
+
+    /// The menu of `kinds`, answered to step `next`, after `before`.
+    fn choice_menu(
+        &self,
+        next: &InboundToken,
+        before: &str,
+        kinds: &[ChangeKind],
+    ) -> twiml::Response {
+        self.s.inbound.choose(
+            next.locale,
+            &[before],
+            kinds,
+            &self.s.inbound_url(next, INBOUND_PATH),
             self.s.config.gather_timeout_secs,
-        ))
+        )
     }
 
     /// The caller's choice among the opened requests: the chosen one runs the
@@ -661,13 +671,7 @@ impl Ctx<'_> {
             }
             let mut next = self.s.next_token(&t, self.at);
             next.misses = t.misses + 1;
-            return Ok(self.s.inbound.choose(
-                locale,
-                &[&p.no_match],
-                &kinds,
-                &self.s.inbound_url(&next, INBOUND_PATH),
-                self.s.config.gather_timeout_secs,
-            ));
+            return Ok(self.choice_menu(&next, &p.no_match, &kinds));
         };
         let Some(fact) = self.s.identity.secret(&id).await.map_err(on_err())? else {
             // Ended meanwhile, by an agent's call or its expiry.
