@@ -436,9 +436,16 @@ impl TestApp {
         (id, record)
     }
 
-    /// Waits (up to 30 s) until the record exists and `pred` holds; returns it.
+    /// Waits until the record exists and `pred` holds; returns it. The bound
+    /// is 30 s on a local directory and 120 s in the S3 pass, where every
+    /// server of the pass shares one moto process on the same two cores.
     pub async fn wait_record(&self, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        self.wait_record_for(id, 30, pred).await
+        let secs = if std::env::var_os("TEST_S3_ENDPOINT").is_some() {
+            120
+        } else {
+            30
+        };
+        self.wait_record_for(id, secs, pred).await
     }
 
     /// Waits up to `secs` until the record exists and `pred` holds; returns it.
@@ -450,14 +457,20 @@ impl TestApp {
     ) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(secs);
         loop {
-            if let Some(v) = self.record(id, None).await {
-                if pred(&v) {
-                    return v;
+            let seen = self.record(id, None).await;
+            if let Some(v) = &seen {
+                if pred(v) {
+                    return v.clone();
                 }
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "record {id} not as expected within {secs} s"
+                "record {id} not as expected within {secs} s; last seen: {}",
+                seen.map(|v| format!(
+                    "version {} status {} incomplete_reason {} outcome {}",
+                    v["version"], v["status"], v["incomplete_reason"], v["outcome"]
+                ))
+                .unwrap_or_else(|| "no record".into())
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

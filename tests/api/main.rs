@@ -22,5 +22,6 @@ mod records;
 mod s3;
 mod schema;
 mod seals;
+mod store_ops;
 mod ui;
 mod webhooks;
