@@ -7,10 +7,11 @@
 //       POST /v1/confirmations COUNT times (a termination request, four
 //       questions); appends `transfer_url<TAB>CallSid` lines to OUT, each with a
 //       CallSid of its own.
-//   send transfer|answer AUTH_TOKEN IN OUT
+//   send transfer|answer AUTH_TOKEN IN OUT [BODY_FILE]
 //       for every `url<TAB>CallSid` line of IN, sends the signed webhook (the
 //       transfer URL's, or the answer Digits=1), requires 200 and a <Gather>,
-//       and appends the `<Gather>` action URL and the CallSid to OUT.
+//       and appends the `<Gather>` action URL and the CallSid to OUT; with
+//       BODY_FILE, one of the answers is saved there.
 //   sign transfer|answer AUTH_TOKEN IN OUT [BASE]
 //       writes one pre-signed request per line for the wrk script:
 //       `path?query<TAB>X-Twilio-Signature<TAB>form body`; with BASE the URL's
@@ -42,7 +43,10 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["create", base, key, count, out] => run(create(base, key, count, out)),
         ["send", kind, token, input, out] => {
-            Kind::parse(kind).and_then(|k| run(send(k, token, input, out)))
+            Kind::parse(kind).and_then(|k| run(send(k, token, input, out, None)))
+        }
+        ["send", kind, token, input, out, body] => {
+            Kind::parse(kind).and_then(|k| run(send(k, token, input, out, Some(body))))
         }
         ["sign", kind, token, input, out] => {
             Kind::parse(kind).and_then(|k| sign(k, token, input, out, None))
@@ -214,7 +218,13 @@ async fn create(base: &str, key: &str, count: &str, out: &str) -> Result<(), Str
     writer.flush().map_err(|e| e.to_string())
 }
 
-async fn send(kind: Kind, token: &str, input: &str, out: &str) -> Result<(), String> {
+async fn send(
+    kind: Kind,
+    token: &str,
+    input: &str,
+    out: &str,
+    body_file: Option<&str>,
+) -> Result<(), String> {
     let pairs = read_pairs(input)?;
     let client = client()?;
     let mut writer = append(out)?;
@@ -235,7 +245,7 @@ async fn send(kind: Kind, token: &str, input: &str, out: &str) -> Result<(), Str
                 let text = resp.text().await.map_err(|e| e.to_string())?;
                 let action = gather_action(&text).filter(|_| status.as_u16() == 200);
                 match action {
-                    Some(a) => Ok::<_, String>((a, call)),
+                    Some(a) => Ok::<_, String>((a, call, text)),
                     None => Err(format!(
                         "{url} (CallSid {call}) answered {status} without a <Gather>: {text}"
                     )),
@@ -243,9 +253,13 @@ async fn send(kind: Kind, token: &str, input: &str, out: &str) -> Result<(), Str
             }
         })
         .buffer_unordered(CONCURRENCY);
+    let mut body_file = body_file;
     while let Some(r) = results.next().await {
-        let (action, call) = r?;
+        let (action, call, text) = r?;
         writeln!(writer, "{action}\t{call}").map_err(|e| e.to_string())?;
+        if let Some(path) = body_file.take() {
+            std::fs::write(path, text).map_err(|e| format!("{path}: {e}"))?;
+        }
     }
     writer.flush().map_err(|e| e.to_string())
 }

@@ -32,11 +32,20 @@ const SAYS = [
 
 if (cluster.isPrimary) {
   for (let i = 0; i < workers; i++) cluster.fork();
+  let stopping = false;
   cluster.on("exit", (worker, code) => {
+    if (stopping) return;
     console.error(`worker ${worker.process.pid} exited with ${code}`);
     process.exit(1);
   });
+  process.on("SIGTERM", () => {
+    stopping = true;
+    for (const worker of Object.values(cluster.workers)) worker.kill();
+    process.exit(0);
+  });
 } else {
+  // A worker whose primary is gone stops too.
+  process.on("disconnect", () => process.exit(0));
   const app = express();
   app.use(express.urlencoded({ extended: false }));
   app.post("/voice/start", (req, res) => {
