@@ -1,9 +1,11 @@
 //! The local-directory backend: one file per object under a root directory.
 //! Creates are atomic and write-once: temp file, fsync, hard link, fsync dir.
 
+use std::collections::HashSet;
 use std::io::{ErrorKind, Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -17,6 +19,43 @@ use super::{ByteStream, ObjectKey, ObjectMeta, ObjectStore, StoreError};
 #[derive(Debug, Clone)]
 pub struct FsStore {
     root: PathBuf,
+    durable: Arc<DurableDirs>,
+}
+
+/// Objects up to this size are read on the calling thread: a small file in
+/// the page cache reads faster than a hand-off to the blocking pool. Larger
+/// ones (audio) are read on the blocking pool.
+const INLINE_READ_MAX: u64 = 64 * 1024;
+
+/// Directories under the root whose own entry this process has made durable
+/// (it synced every directory above them after they existed). A create into
+/// one of them syncs that directory alone instead of the whole chain up to
+/// the root: one fsync fewer per level. Bounded: past `LIMIT` entries it
+/// starts again empty, which only costs the syncs it saved.
+#[derive(Debug, Default)]
+struct DurableDirs(Mutex<HashSet<PathBuf>>);
+
+impl DurableDirs {
+    const LIMIT: usize = 65_536;
+
+    fn contains(&self, dir: &Path) -> bool {
+        self.0.lock().map(|d| d.contains(dir)).unwrap_or(false)
+    }
+
+    fn insert_all(&self, dirs: Vec<PathBuf>) {
+        if let Ok(mut d) = self.0.lock() {
+            if d.len() + dirs.len() > Self::LIMIT {
+                d.clear();
+            }
+            d.extend(dirs);
+        }
+    }
+
+    fn forget(&self, dir: &Path) {
+        if let Ok(mut d) = self.0.lock() {
+            d.remove(dir);
+        }
+    }
 }
 
 impl FsStore {
@@ -24,7 +63,10 @@ impl FsStore {
     pub fn open(root: impl Into<PathBuf>) -> std::io::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(FsStore { root })
+        Ok(FsStore {
+            root,
+            durable: Arc::default(),
+        })
     }
 
     fn path_of(&self, key: &str) -> PathBuf {
@@ -57,6 +99,7 @@ enum Source<'a> {
 
 fn create_blocking(
     root: &Path,
+    durable: &DurableDirs,
     path: &Path,
     key: &ObjectKey,
     source: Source<'_>,
@@ -65,6 +108,15 @@ fn create_blocking(
     let dir = path
         .parent()
         .ok_or_else(|| io_err(k)(std::io::Error::other("key has no parent")))?;
+    // A key already taken is refused before anything is written: a replayed
+    // fact costs a lookup, not a synced temp file. The hard link below stays
+    // the check that counts when two creates race.
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Err(StoreError::AlreadyExists(key.clone()));
+    }
+    // A directory this create makes (or makes again after a purge) has an
+    // entry in its parent that no one has synced yet.
+    let dir_was_there = dir.is_dir();
     let mut suffix = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut suffix);
     let tmp = dir.join(format!(".tmp-{}", hex::encode(suffix)));
@@ -97,18 +149,26 @@ fn create_blocking(
     })();
     let _ = std::fs::remove_file(&tmp);
     result?;
-    // Sync the directory and the ones above it up to the root, so directories
-    // created for this key survive a power loss along with the object.
-    let mut at = Some(dir);
-    while let Some(d) = at {
+    // Sync the directory, so the new entry survives a power loss, and the
+    // ones above it up to the root, so directories created for this key do
+    // too; a directory this process already made durable ends the climb.
+    let sync = |d: &Path| {
         std::fs::File::open(d)
             .and_then(|f| f.sync_all())
-            .map_err(io_err(k))?;
-        if d == root {
+            .map_err(io_err(k))
+    };
+    sync(dir)?;
+    let mut made_durable = Vec::new();
+    let mut at = dir;
+    while at != root && !(dir_was_there && durable.contains(at)) {
+        let Some(parent) = at.parent().filter(|p| p.starts_with(root)) else {
             break;
-        }
-        at = d.parent();
+        };
+        sync(parent)?;
+        made_durable.push(at.to_path_buf());
+        at = parent;
     }
+    durable.insert_all(made_durable);
     Ok(())
 }
 
@@ -126,7 +186,12 @@ fn temp_file_in(dir: &Path, tmp: &Path) -> std::io::Result<std::fs::File> {
 }
 
 /// Removes `path`, then each parent directory it leaves empty, up to `root`.
-fn purge_blocking(root: &Path, path: &Path, key: &str) -> Result<(), StoreError> {
+fn purge_blocking(
+    root: &Path,
+    durable: &DurableDirs,
+    path: &Path,
+    key: &str,
+) -> Result<(), StoreError> {
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -138,6 +203,7 @@ fn purge_blocking(root: &Path, path: &Path, key: &str) -> Result<(), StoreError>
         if dir == root || !dir.starts_with(root) || std::fs::remove_dir(dir).is_err() {
             break;
         }
+        durable.forget(dir);
         at = dir.parent();
     }
     Ok(())
@@ -190,9 +256,10 @@ impl ObjectStore for FsStore {
     async fn create(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StoreError> {
         let path = self.path_of(key.as_str());
         let root = self.root.clone();
+        let durable = self.durable.clone();
         let key = key.clone();
         blocking(&key.to_string(), move || {
-            create_blocking(&root, &path, &key, Source::Memory(&bytes))
+            create_blocking(&root, &durable, &path, &key, Source::Memory(&bytes))
         })
         .await
     }
@@ -200,16 +267,18 @@ impl ObjectStore for FsStore {
     async fn create_file(&self, key: &ObjectKey, from: &Path) -> Result<(), StoreError> {
         let path = self.path_of(key.as_str());
         let root = self.root.clone();
+        let durable = self.durable.clone();
         let key = key.clone();
         let from = from.to_path_buf();
         blocking(&key.to_string(), move || {
-            create_blocking(&root, &path, &key, Source::File(&from))
+            create_blocking(&root, &durable, &path, &key, Source::File(&from))
         })
         .await
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
-        match tokio::fs::metadata(self.path_of(key.as_str())).await {
+        // A stat of one path: on the calling thread, like a small read.
+        match std::fs::metadata(self.path_of(key.as_str())) {
             Ok(m) if m.is_file() => Ok(Some(ObjectMeta { size: m.len() })),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -248,16 +317,31 @@ impl ObjectStore for FsStore {
     async fn purge(&self, key: &ObjectKey) -> Result<(), StoreError> {
         let path = self.path_of(key.as_str());
         let root = self.root.clone();
+        let durable = self.durable.clone();
         let k = key.to_string();
-        blocking(&key.to_string(), move || purge_blocking(&root, &path, &k)).await
+        blocking(&key.to_string(), move || {
+            purge_blocking(&root, &durable, &path, &k)
+        })
+        .await
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StoreError> {
-        match tokio::fs::read(self.path_of(key.as_str())).await {
-            Ok(b) => Ok(Some(Bytes::from(b))),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(key.as_str())(e)),
+        let k = key.as_str();
+        let file = match std::fs::File::open(self.path_of(k)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(k)(e)),
+        };
+        let size = file.metadata().map_err(io_err(k))?.len();
+        let read = move |mut file: std::fs::File| {
+            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            file.read_to_end(&mut bytes).map(|_| Bytes::from(bytes))
+        };
+        if size <= INLINE_READ_MAX {
+            return read(file).map(Some).map_err(io_err(k));
         }
+        let key = k.to_owned();
+        blocking(k, move || read(file).map(Some).map_err(io_err(&key))).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError> {
