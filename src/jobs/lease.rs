@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::confirmations::{checked_key, create_json, read_json, RepoError};
-use crate::store::{delete_all, ObjectKey, ObjectStore};
+use crate::store::{ObjectKey, ObjectStore};
 
 /// One generation of a lease, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +62,15 @@ fn generation_key(name: &str, generation: u64) -> Result<ObjectKey, RepoError> {
 /// written by callproof and is skipped (logged), so it cannot block the lease.
 pub async fn current(store: &dyn ObjectStore, name: &str) -> Result<Option<LeaseFact>, RepoError> {
     let keys = store.list(&prefix(name)).await?;
+    newest_of(store, name, &keys).await
+}
+
+/// The newest readable generation among `keys`, the listing of `name`'s lease.
+async fn newest_of(
+    store: &dyn ObjectStore,
+    name: &str,
+    keys: &[ObjectKey],
+) -> Result<Option<LeaseFact>, RepoError> {
     for k in keys.iter().rev() {
         let named = k
             .file_name()
@@ -184,10 +193,17 @@ impl Leases {
 
     /// Removes every generation of the lease on `name` once its work is done,
     /// if this instance still holds it; a lease another instance took over is theirs.
+    /// Only the generations listed are removed: one another instance wrote
+    /// after the listing is theirs.
     pub async fn release(&self, name: &str) -> Result<(), RepoError> {
-        match self.current(name).await? {
+        let store = self.store.as_ref();
+        let keys = store.list(&prefix(name)).await?;
+        match newest_of(store, name, &keys).await? {
             Some(f) if f.owner == self.owner => {
-                Ok(delete_all(self.store.as_ref(), &prefix(name)).await?)
+                for k in &keys {
+                    store.delete(k).await?;
+                }
+                Ok(())
             }
             _ => Ok(()),
         }

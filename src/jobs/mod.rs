@@ -581,7 +581,11 @@ impl Queue {
                 // The job goes only after its work is done, so a crash in
                 // between runs it again; handlers make a second run harmless.
                 store.delete(&k).await?;
-                delete_all(store, &failures_prefix(&job.id)).await?;
+                // Failures are noted under the job's lease, and this attempt
+                // has held it since it listed none: nothing to remove.
+                if failed > 0 {
+                    delete_all(store, &failures_prefix(&job.id)).await?;
+                }
                 Ok(())
             }
             Err(e) => {
