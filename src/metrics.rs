@@ -194,12 +194,19 @@ impl MeteredStore {
         MeteredStore { inner, metrics }
     }
 
-    fn done<T>(&self, op: &'static str, started: Instant, r: &Result<T, StoreError>) {
+    fn done<T>(
+        &self,
+        op: &'static str,
+        key: &dyn std::fmt::Display,
+        started: Instant,
+        r: &Result<T, StoreError>,
+    ) {
         let result = match r {
             Ok(_) => "ok",
             Err(StoreError::AlreadyExists(_)) => "exists",
             Err(_) => "error",
         };
+        tracing::trace!(target: "callproof::store", op, %key, result, "store operation");
         self.metrics.observe(
             "callproof_store_seconds",
             &[("op", op), ("result", result)],
@@ -213,7 +220,7 @@ impl ObjectStore for MeteredStore {
     async fn create(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StoreError> {
         let t = Instant::now();
         let r = self.inner.create(key, bytes).await;
-        self.done("create", t, &r);
+        self.done("create", key, t, &r);
         r
     }
 
@@ -225,14 +232,14 @@ impl ObjectStore for MeteredStore {
     ) -> Result<(), StoreError> {
         let t = Instant::now();
         let r = self.inner.create_retained(key, bytes, until).await;
-        self.done("create", t, &r);
+        self.done("create", key, t, &r);
         r
     }
 
     async fn create_file(&self, key: &ObjectKey, path: &Path) -> Result<(), StoreError> {
         let t = Instant::now();
         let r = self.inner.create_file(key, path).await;
-        self.done("create_file", t, &r);
+        self.done("create_file", key, t, &r);
         r
     }
 
@@ -244,21 +251,21 @@ impl ObjectStore for MeteredStore {
     ) -> Result<(), StoreError> {
         let t = Instant::now();
         let r = self.inner.create_file_retained(key, path, until).await;
-        self.done("create_file", t, &r);
+        self.done("create_file", key, t, &r);
         r
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StoreError> {
         let t = Instant::now();
         let r = self.inner.get(key).await;
-        self.done("get", t, &r);
+        self.done("get", key, t, &r);
         r
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
         let t = Instant::now();
         let r = self.inner.head(key).await;
-        self.done("head", t, &r);
+        self.done("head", key, t, &r);
         r
     }
 
@@ -269,49 +276,49 @@ impl ObjectStore for MeteredStore {
     ) -> Result<Option<ByteStream>, StoreError> {
         let t = Instant::now();
         let r = self.inner.read_range(key, range).await;
-        self.done("read_range", t, &r);
+        self.done("read_range", key, t, &r);
         r
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError> {
         let t = Instant::now();
         let r = self.inner.list(prefix).await;
-        self.done("list", t, &r);
+        self.done("list", &prefix, t, &r);
         r
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
         let t = Instant::now();
         let r = self.inner.delete(key).await;
-        self.done("delete", t, &r);
+        self.done("delete", key, t, &r);
         r
     }
 
     async fn purge(&self, key: &ObjectKey) -> Result<(), StoreError> {
         let t = Instant::now();
         let r = self.inner.purge(key).await;
-        self.done("purge", t, &r);
+        self.done("purge", key, t, &r);
         r
     }
 
     async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError> {
         let t = Instant::now();
         let r = self.inner.list_versions(prefix).await;
-        self.done("list_versions", t, &r);
+        self.done("list_versions", &prefix, t, &r);
         r
     }
 
     async fn get_newest_version(&self, key: &ObjectKey) -> Result<Option<Bytes>, StoreError> {
         let t = Instant::now();
         let r = self.inner.get_newest_version(key).await;
-        self.done("get_newest_version", t, &r);
+        self.done("get_newest_version", key, t, &r);
         r
     }
 
     async fn set_legal_hold(&self, key: &ObjectKey, on: bool) -> Result<(), StoreError> {
         let t = Instant::now();
         let r = self.inner.set_legal_hold(key, on).await;
-        self.done("set_legal_hold", t, &r);
+        self.done("set_legal_hold", key, t, &r);
         r
     }
 

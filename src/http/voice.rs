@@ -183,7 +183,7 @@ async fn start_work(s: AppState, hook: Hook<extract::Start>) -> Response {
                 // continue after the answers already given, recording already on.
                 let view = s.confirmations.view(id).await.map_err(internal(request.locale))?;
                 let labels = view.map(|v| v.events.into_iter().map(|e| e.label).collect::<Vec<_>>()).unwrap_or_default();
-                tracing::info!(confirmation = %id, answers = labels.len(), "same call at the transfer URL again; resuming");
+                tracing::debug!(confirmation = %id, answers = labels.len(), "same call at the transfer URL again; resuming");
                 match flow.replay(labels) {
                     Transition::Ask(state) => Ok(flow.question(state)),
                     Transition::End(outcome) => {
@@ -303,7 +303,7 @@ async fn answer_work(s: AppState, hook: Hook<extract::Answer>) -> Response {
                         "answer token does not match the question answered at its step".into(),
                     )));
                 }
-                tracing::info!(confirmation = %id, step = e.step, question = %question_id, "replayed answer; the first one stands");
+                tracing::debug!(confirmation = %id, step = e.step, question = %question_id, "replayed answer; the first one stands");
                 e
             }
         };
@@ -416,7 +416,7 @@ pub(crate) async fn accept_recording(
     {
         Accepted::Queued => tracing::info!(confirmation = %id, "recording callback: job queued"),
         Accepted::Duplicate => {
-            tracing::info!(confirmation = %id, "recording callback repeated; the first one stands")
+            tracing::debug!(confirmation = %id, "recording callback repeated; the first one stands")
         }
         Accepted::Refused { reason, .. } => {
             return Err(Failure::Refused(WebhookError::Forbidden(reason)));
