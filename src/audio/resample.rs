@@ -126,14 +126,22 @@ impl StreamResampler {
     }
 }
 
-/// A float sample in [-1, 1) as 16-bit PCM, rounded and clipped.
+/// A float sample in [-1, 1) as 16-bit PCM: rounded half away from zero and clipped (NaN is
+/// 0). The same values as `(sample * 32768.0).round()` clamped to the 16-bit range, without a
+/// call to `round` per sample: the truncation and the comparisons vectorise.
 pub(super) fn to_i16(sample: f32) -> i16 {
-    let scaled = (sample * 32768.0).round();
-    if scaled >= 32767.0 {
-        i16::MAX
-    } else if scaled <= -32768.0 {
-        i16::MIN
-    } else {
-        scaled as i16
+    let scaled = sample * 32768.0;
+    // round(x) >= 32767 exactly when x >= 32766.5; round(x) <= -32768 when x <= -32767.5.
+    if scaled >= 32766.5 {
+        return i16::MAX;
     }
+    if scaled <= -32767.5 {
+        return i16::MIN;
+    }
+    // |scaled| < 32768 here (or NaN, which truncates to 0 with a NaN fraction): the truncation
+    // is exact, and so is the fraction left over.
+    let whole = scaled as i32;
+    let fraction = scaled - whole as f32;
+    let rounded = whole + i32::from(fraction >= 0.5) - i32::from(fraction <= -0.5);
+    rounded as i16
 }
