@@ -86,20 +86,19 @@ impl ArchivalWriter {
         codes: &[u8],
         table: &[i16; 256],
     ) -> Result<(), AudioError> {
-        self.reserve(codes.len() * 2)?;
-        self.pending.extend(
-            codes
-                .iter()
-                .flat_map(|code| table[usize::from(*code)].to_le_bytes()),
-        );
+        let out = self.extend_by(codes.len() * 2)?;
+        for (bytes, code) in out.chunks_exact_mut(2).zip(codes) {
+            bytes.copy_from_slice(&table[usize::from(*code)].to_le_bytes());
+        }
         self.after_append()
     }
 
     /// Appends interleaved samples (whole frames).
     pub(super) fn write_i16(&mut self, samples: &[i16]) -> Result<(), AudioError> {
-        self.reserve(samples.len() * 2)?;
-        self.pending
-            .extend(samples.iter().flat_map(|s| s.to_le_bytes()));
+        let out = self.extend_by(samples.len() * 2)?;
+        for (bytes, sample) in out.chunks_exact_mut(2).zip(samples) {
+            bytes.copy_from_slice(&sample.to_le_bytes());
+        }
         self.after_append()
     }
 
@@ -122,6 +121,8 @@ impl ArchivalWriter {
         self.write_planar(planes, frames, to_i16)
     }
 
+    /// Interleaves and converts into the pending bytes, with a loop per channel layout simple
+    /// enough for the compiler to vectorise.
     fn write_planar<T: Copy>(
         &mut self,
         planes: &[&[T]],
@@ -133,36 +134,42 @@ impl ArchivalWriter {
                 "a decoded block does not hold the channels and frames it claims".into(),
             ));
         }
-        self.reserve(frames * self.channels * 2)?;
+        let width = 2 * self.channels;
+        let out = self.extend_by(frames * width)?;
         match planes {
-            [mono] => self.pending.extend(
-                mono[..frames]
-                    .iter()
-                    .flat_map(|s| convert(*s).to_le_bytes()),
-            ),
+            [mono] => {
+                for (bytes, sample) in out.chunks_exact_mut(2).zip(&mono[..frames]) {
+                    bytes.copy_from_slice(&convert(*sample).to_le_bytes());
+                }
+            }
             [left, right] => {
-                self.pending
-                    .extend(
-                        left[..frames]
-                            .iter()
-                            .zip(&right[..frames])
-                            .flat_map(|(l, r)| {
-                                let [l0, l1] = convert(*l).to_le_bytes();
-                                let [r0, r1] = convert(*r).to_le_bytes();
-                                [l0, l1, r0, r1]
-                            }),
-                    )
+                for ((bytes, l), r) in out
+                    .chunks_exact_mut(4)
+                    .zip(&left[..frames])
+                    .zip(&right[..frames])
+                {
+                    bytes[..2].copy_from_slice(&convert(*l).to_le_bytes());
+                    bytes[2..].copy_from_slice(&convert(*r).to_le_bytes());
+                }
             }
             _ => {
-                for frame in 0..frames {
-                    for plane in planes {
-                        self.pending
-                            .extend_from_slice(&convert(plane[frame]).to_le_bytes());
+                for (frame, bytes) in out.chunks_exact_mut(width).enumerate() {
+                    for (sample, plane) in bytes.chunks_exact_mut(2).zip(planes) {
+                        sample.copy_from_slice(&convert(plane[frame]).to_le_bytes());
                     }
                 }
             }
         }
         self.after_append()
+    }
+
+    /// Grows the pending bytes by `bytes` (zeroed, to be overwritten) and returns the new part,
+    /// refusing data past what a WAV header can describe.
+    fn extend_by(&mut self, bytes: usize) -> Result<&mut [u8], AudioError> {
+        self.reserve(bytes)?;
+        let start = self.pending.len();
+        self.pending.resize(start + bytes, 0);
+        Ok(&mut self.pending[start..])
     }
 
     /// Frames written so far.
