@@ -1,12 +1,21 @@
 //! Benchmark of the archival transcode on one hour of 8 kHz two-channel speech (16-bit PCM WAV,
-//! mu-law WAV and MP3), against ffmpeg, in child processes measured by the kernel.
+//! mu-law WAV and MP3), against hashing alone and against ffmpeg doing the same work.
 
-// Run with `cargo bench --bench transcode`. The inputs are made once with ffmpeg by looping
-// tests/fixtures/audio/speech-8k-dual.wav and kept under the target directory. Each transcode
-// runs in a child process (this binary again, told by an environment variable to run only
-// `transcode_file`), so its CPU time and peak resident memory come from `wait4`; ffmpeg's own
-// `-i IN -f wav OUT` runs the same way as the reference. Exits non-zero when callproof's peak
-// memory reaches 64 MiB.
+// Run with `cargo bench --bench transcode`; `CALLPROOF_BENCH_SECONDS=120` makes a short run (CI),
+// `CALLPROOF_BENCH_RUNS` sets the runs per measurement (3; the median is shown). The inputs are
+// made once with ffmpeg by looping tests/fixtures/audio/speech-8k-dual.wav and kept under the
+// target directory. Measured in the same run, on the same input, each in a child process whose
+// CPU time (user + system) and peak resident memory come from `wait4`:
+//
+// - callproof: this binary again, told by an environment variable to run only `transcode_file`
+//   (what ingest and `callproof audio transcode` run: decode, encode, hash both files);
+// - the hashing floor: `openssl dgst -sha256 IN OUT` over the input and callproof's output, the
+//   least any tool that hashes both files must do (its hashes must equal callproof's);
+// - ffmpeg doing the same work: `sh -c 'ffmpeg -i IN -c:a pcm_s16le OUT.wav && sha256sum IN
+//   OUT.wav'`, channels and rate kept.
+//
+// Goals, reported and not enforced: PCM and mu-law within 2x of the floor, MP3 1.5x faster than
+// ffmpeg. Exits non-zero only when callproof's peak memory reaches 64 MiB.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,22 +26,45 @@ use callproof::audio::{transcode_file, TranscodeOptions, TranscodeReport};
 
 /// Set in the child: "INPUT\nOUTPUT"; the child transcodes and prints the report as JSON.
 const CHILD_ENV: &str = "CALLPROOF_BENCH_TRANSCODE";
+/// Seconds of audio in each input (default one hour).
+const SECONDS_ENV: &str = "CALLPROOF_BENCH_SECONDS";
+/// Runs of each measurement; the median is reported.
+const RUNS_ENV: &str = "CALLPROOF_BENCH_RUNS";
 /// callproof's peak resident memory must stay below this.
 const PEAK_LIMIT_MIB: f64 = 64.0;
-/// Length of the benchmark recording.
-const SECONDS: u32 = 3600;
 
-/// One benchmark input: its file name and the ffmpeg codec arguments that make it.
-const FORMS: [(&str, &[&str]); 3] = [
-    ("hour-8k-pcm16.wav", &["-c:a", "pcm_s16le"]),
-    ("hour-8k-ulaw.wav", &["-c:a", "pcm_mulaw"]),
-    ("hour-8k.mp3", &["-c:a", "libmp3lame", "-b:a", "32k"]),
+/// One benchmark input: its name, the ffmpeg codec arguments that make it, and the goal for
+/// callproof: at most this many times the hashing floor's wall time, or at least this many times
+/// faster than ffmpeg.
+const FORMS: [(&str, &[&str], Goal); 3] = [
+    (
+        "8k-2ch-pcm16.wav",
+        &["-c:a", "pcm_s16le"],
+        Goal::OfFloor(2.0),
+    ),
+    (
+        "8k-2ch-ulaw.wav",
+        &["-c:a", "pcm_mulaw"],
+        Goal::OfFloor(2.0),
+    ),
+    (
+        "8k-2ch.mp3",
+        &["-c:a", "libmp3lame", "-b:a", "32k"],
+        Goal::FasterThanFfmpeg(1.5),
+    ),
 ];
 
+#[derive(Clone, Copy)]
+enum Goal {
+    OfFloor(f64),
+    FasterThanFfmpeg(f64),
+}
+
 /// What the kernel said about one child.
+#[derive(Clone, Copy)]
 struct Run {
-    cpu_secs: f64,
     wall_secs: f64,
+    cpu_secs: f64,
     peak_mib: f64,
 }
 
@@ -77,72 +109,162 @@ fn child(paths: &str) -> ExitCode {
     }
 }
 
+/// A positive whole number from the environment, or `default`.
+fn env_number(name: &str, default: u32) -> Result<u32, String> {
+    match std::env::var(name) {
+        Ok(text) => match text.trim().parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "{name} must be a whole number above 0, not {text:?}"
+            )),
+        },
+        Err(_) => Ok(default),
+    }
+}
+
 fn bench() -> Result<ExitCode, String> {
+    let seconds = env_number(SECONDS_ENV, 3600)?;
+    let runs = env_number(RUNS_ENV, 3)?;
     let dir = bench_dir();
     fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let source =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio/speech-8k-dual.wav");
     let exe = std::env::current_exe().map_err(|e| format!("finding this binary: {e}"))?;
+    for tool in ["ffmpeg", "openssl", "sha256sum"] {
+        if Command::new(tool)
+            .arg(if tool == "openssl" {
+                "version"
+            } else {
+                "--version"
+            })
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_err()
+        {
+            return Err(format!(
+                "{tool} is not on PATH (apt-get install -y ffmpeg openssl coreutils)"
+            ));
+        }
+    }
 
-    for (name, codec_args) in FORMS {
-        make_input(&source, &dir.join(name), codec_args)?;
+    let inputs: Vec<PathBuf> = FORMS
+        .iter()
+        .map(|(name, _, _)| dir.join(format!("{seconds}s-{name}")))
+        .collect();
+    for (input, (_, codec_args, _)) in inputs.iter().zip(FORMS) {
+        make_input(&source, input, codec_args, seconds)?;
     }
 
     println!(
-        "one hour of 8 kHz two-channel speech; audio seconds per CPU second (user+sys), peak RSS"
+        "{seconds} s of 8 kHz two-channel speech; median of {runs} run(s); CPU is user + system"
     );
     println!(
-        "{:<20} {:>12} {:>12} {:>7} {:>10} {:>10} {:>9} {:>9}",
-        "input", "callproof", "ffmpeg", "ratio", "cp MiB", "ff MiB", "cp wall", "ff wall"
+        "{:<24} {:<18} {:>8} {:>8} {:>9}",
+        "input", "", "wall s", "CPU s", "peak MiB"
     );
     let mut worst_peak: f64 = 0.0;
-    for (name, _) in FORMS {
-        let input = dir.join(name);
-        let ours_out = dir.join(format!("{name}.callproof.wav"));
-        let ffmpeg_out = dir.join(format!("{name}.ffmpeg.wav"));
+    let mut missed = Vec::new();
+    for (input, (_, _, goal)) in inputs.iter().zip(FORMS) {
+        let name = input
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // Unique per process: two checkouts may share the target directory.
+        let ours_out = dir.join(format!("{name}.{}.callproof.wav", std::process::id()));
+        let ffmpeg_out = dir.join(format!("{name}.{}.ffmpeg.wav", std::process::id()));
 
-        let mut ours = Command::new(&exe);
-        ours.env(
-            CHILD_ENV,
-            format!("{}\n{}", input.display(), ours_out.display()),
-        );
-        let (ours_run, stdout) = measure(ours, "callproof")?;
-        let report: TranscodeReport = serde_json::from_slice(&stdout)
-            .map_err(|e| format!("reading the child's report for {name}: {e}"))?;
-        let audio_secs = report.source.duration_secs;
+        let (mut ours, mut floor, mut ffmpeg) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let mut command = Command::new(&exe);
+            command.env(
+                CHILD_ENV,
+                format!("{}\n{}", input.display(), ours_out.display()),
+            );
+            let (run, stdout) = measure(command, "callproof")?;
+            ours.push(run);
+            let report: TranscodeReport = serde_json::from_slice(&stdout)
+                .map_err(|e| format!("reading the child's report for {name}: {e}"))?;
+            let audio_secs = report.source.duration_secs;
+            if (audio_secs - f64::from(seconds)).abs() > 1.0 {
+                return Err(format!(
+                    "{name}: decoded {audio_secs:.1} s, expected {seconds} s"
+                ));
+            }
 
-        let mut ffmpeg = Command::new("ffmpeg");
-        ffmpeg
-            .args(["-nostdin", "-v", "error", "-y", "-i"])
-            .arg(&input)
-            .args(["-f", "wav"])
-            .arg(&ffmpeg_out);
-        let (ffmpeg_run, _) = measure(ffmpeg, "ffmpeg")?;
+            let mut command = Command::new("openssl");
+            command.args(["dgst", "-sha256"]).arg(input).arg(&ours_out);
+            let (run, stdout) = measure(command, "openssl dgst")?;
+            floor.push(run);
+            let theirs = digests(&stdout);
+            let mine = [report.source.sha256.clone(), report.archival.sha256.clone()];
+            if theirs != mine {
+                return Err(format!(
+                    "{name}: callproof reported SHA-256 {mine:?}, openssl found {theirs:?}"
+                ));
+            }
 
-        let ours_speed = audio_secs / ours_run.cpu_secs.max(1e-6);
-        let ffmpeg_speed = audio_secs / ffmpeg_run.cpu_secs.max(1e-6);
-        println!(
-            "{:<20} {:>12.0} {:>12.0} {:>7.2} {:>10.1} {:>10.1} {:>8.2}s {:>8.2}s",
-            name,
-            ours_speed,
-            ffmpeg_speed,
-            ours_speed / ffmpeg_speed,
-            ours_run.peak_mib,
-            ffmpeg_run.peak_mib,
-            ours_run.wall_secs,
-            ffmpeg_run.wall_secs,
-        );
-        if (audio_secs - f64::from(SECONDS)).abs() > 1.0 {
-            return Err(format!(
-                "{name}: decoded {audio_secs:.1} s, expected {SECONDS} s"
-            ));
+            let mut command = Command::new("sh");
+            command
+                .arg("-c")
+                .arg(
+                    "ffmpeg -nostdin -v error -y -i \"$1\" -c:a pcm_s16le \"$2\" \
+                     && sha256sum \"$1\" \"$2\"",
+                )
+                .arg("sh")
+                .arg(input)
+                .arg(&ffmpeg_out);
+            let (run, _) = measure(command, "ffmpeg and sha256sum")?;
+            ffmpeg.push(run);
         }
-        worst_peak = worst_peak.max(ours_run.peak_mib);
         for out in [&ours_out, &ffmpeg_out] {
             let _ = fs::remove_file(out);
         }
+
+        let (ours, floor, ffmpeg) = (median(&ours), median(&floor), median(&ffmpeg));
+        let row = |label: &str, run: &Run| {
+            println!(
+                "{:<24} {:<18} {:>8.3} {:>8.3} {:>9.1}",
+                "", label, run.wall_secs, run.cpu_secs, run.peak_mib
+            );
+        };
+        println!("{name}");
+        row("callproof", &ours);
+        row("hashing floor", &floor);
+        row("ffmpeg + sha256sum", &ffmpeg);
+        let of_floor = ours.wall_secs / floor.wall_secs.max(1e-6);
+        let cpu_of_floor = ours.cpu_secs / floor.cpu_secs.max(1e-6);
+        let faster = ffmpeg.wall_secs / ours.wall_secs.max(1e-6);
+        let cpu_faster = ffmpeg.cpu_secs / ours.cpu_secs.max(1e-6);
+        println!(
+            "{:<24} {:<18} {:>7.2}x {:>7.2}x",
+            "", "callproof / floor", of_floor, cpu_of_floor
+        );
+        println!(
+            "{:<24} {:<18} {:>7.2}x {:>7.2}x",
+            "", "ffmpeg / callproof", faster, cpu_faster
+        );
+        match goal {
+            Goal::OfFloor(limit) if of_floor > limit => missed.push(format!(
+                "{name}: {of_floor:.2}x the hashing floor's wall time (goal: {limit}x at most)"
+            )),
+            Goal::FasterThanFfmpeg(limit) if faster < limit => missed.push(format!(
+                "{name}: {faster:.2}x faster than ffmpeg (goal: {limit}x at least)"
+            )),
+            _ => {}
+        }
+        worst_peak = worst_peak.max(ours.peak_mib);
     }
-    println!("ratio: callproof's speed over ffmpeg's (callproof also hashes input and output)");
+    println!(
+        "goals (reported, not enforced): PCM and mu-law within 2x of the floor, MP3 1.5x faster \
+         than ffmpeg; peak under {PEAK_LIMIT_MIB} MiB (enforced)"
+    );
+    if missed.is_empty() {
+        println!("all goals met in this run");
+    }
+    for miss in &missed {
+        println!("goal missed: {miss}");
+    }
     if worst_peak >= PEAK_LIMIT_MIB {
         eprintln!(
             "callproof peaked at {worst_peak:.1} MiB, at or over the {PEAK_LIMIT_MIB} MiB limit"
@@ -150,6 +272,28 @@ fn bench() -> Result<ExitCode, String> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The median of each measure on its own.
+fn median(runs: &[Run]) -> Run {
+    let of = |pick: fn(&Run) -> f64| {
+        let mut values: Vec<f64> = runs.iter().map(pick).collect();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    Run {
+        wall_secs: of(|r| r.wall_secs),
+        cpu_secs: of(|r| r.cpu_secs),
+        peak_mib: of(|r| r.peak_mib),
+    }
+}
+
+/// The digests `openssl dgst` printed, one per `SHA2-256(FILE)= HEX` line, in order.
+fn digests(stdout: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|line| line.rsplit_once("= ").map(|(_, hex)| hex.trim().to_owned()))
+        .collect()
 }
 
 /// Where the generated inputs are kept between runs.
@@ -161,25 +305,32 @@ fn bench_dir() -> PathBuf {
     base.join("callproof-transcode-bench")
 }
 
-/// Makes one hour of `source` looped, coded with `codec_args`, unless a previous run did.
-fn make_input(source: &Path, input: &Path, codec_args: &[&str]) -> Result<(), String> {
+/// Makes `seconds` of `source` looped, coded with `codec_args`, unless a previous run did.
+fn make_input(
+    source: &Path,
+    input: &Path,
+    codec_args: &[&str],
+    seconds: u32,
+) -> Result<(), String> {
     if input.exists() {
         return Ok(());
     }
     let partial = input.with_extension(format!(
-        "partial.{}",
+        "partial-{}.{}",
+        std::process::id(),
         input.extension().and_then(|e| e.to_str()).unwrap_or("bin")
     ));
     eprintln!("making {} with ffmpeg (once)", input.display());
     let status = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-y", "-stream_loop", "-1", "-i"])
         .arg(source)
-        .args(["-t", &SECONDS.to_string(), "-ar", "8000", "-ac", "2"])
+        .args(["-t", &seconds.to_string(), "-ar", "8000", "-ac", "2"])
         .args(codec_args)
         .arg(&partial)
         .status()
         .map_err(|e| format!("running ffmpeg (apt-get install -y ffmpeg): {e}"))?;
     if !status.success() {
+        let _ = fs::remove_file(&partial);
         return Err(format!("ffmpeg could not make {}", input.display()));
     }
     fs::rename(&partial, input).map_err(|e| format!("renaming {}: {e}", partial.display()))
@@ -204,7 +355,8 @@ fn measure(mut command: Command, what: &str) -> Result<(Run, Vec<u8>), String> {
     let mut status = 0;
     // SAFETY: rusage is plain data, all zeroes is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pointers to live locals; pid is our own child, not yet reaped.
+    // SAFETY: pointers to live locals; pid is our own child, not yet reaped. The usage covers
+    // the child and the descendants it waited for (ffmpeg and sha256sum under sh).
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall_secs = started.elapsed().as_secs_f64();
     if waited != pid {
@@ -219,8 +371,8 @@ fn measure(mut command: Command, what: &str) -> Result<(Run, Vec<u8>), String> {
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok((
         Run {
-            cpu_secs: seconds(usage.ru_utime) + seconds(usage.ru_stime),
             wall_secs,
+            cpu_secs: seconds(usage.ru_utime) + seconds(usage.ru_stime),
             // ru_maxrss is in KiB on Linux.
             peak_mib: usage.ru_maxrss as f64 / 1024.0,
         },

@@ -1,5 +1,5 @@
-//! The command line: `serve`, `simulate` and `consent classify`, their flags,
-//! and the glue from flags to the library. `main.rs` only calls [`main`].
+//! The command line: `serve`, `simulate`, `consent classify`, `audio transcode` and the
+//! rest, their flags, and the glue from flags to the library. `main.rs` only calls [`main`].
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -17,6 +17,7 @@ use crate::flow::consent::{Classifier, DEFAULT_MIN_CONFIDENCE};
 use crate::server::{shutdown_signal, Application};
 use crate::simulate::{self, Answer, Simulation};
 
+mod audio;
 mod audit;
 
 /// callproof: confirm account changes by phone and keep the call as proof.
@@ -57,6 +58,11 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         command: JobsCommand,
+    },
+    /// Work on recordings by hand: make the archival WAV of a provider's file as ingest does.
+    Audio {
+        #[command(subcommand)]
+        command: audio::AudioCommand,
     },
 }
 
@@ -386,6 +392,7 @@ pub fn main() -> ExitCode {
         Command::Index {
             command: IndexCommand::Rebuild(args),
         } => runtime().and_then(|rt| rt.block_on(index_rebuild(args))),
+        Command::Audio { command } => audio::run(command),
     };
     match result {
         Ok(code) => code,

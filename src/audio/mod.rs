@@ -1,19 +1,21 @@
 //! Call recordings to archival WAV: decodes the provider's WAV (PCM, mu-law, A-law) or MP3 and
 //! streams it out as 16-bit PCM WAV, with the facts and SHA-256 of both files.
 
+mod archival;
 mod resample;
 mod source;
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 use symphonia::core::audio::{AudioBuffer, AudioBufferRef, Signal};
 
-use resample::{to_i16, StreamResampler};
-use source::Source;
+use archival::ArchivalWriter;
+use resample::StreamResampler;
+use source::{Block, Source};
 
 /// The lowest sample rate an archival copy may be asked for.
 pub const MIN_SAMPLE_RATE: u32 = 4_000;
@@ -91,15 +93,16 @@ pub enum AudioError {
 /// WAV with the source's channels (never mixed down) at the source's or the requested rate.
 ///
 /// - The source is recognised from its first bytes, never its name, and decoded packet by
-///   packet; each block is converted and written at once, so memory stays bounded (a few
-///   hundred kilobytes) whatever the length.
+///   packet; each block is converted into bytes that are hashed and written in blocks of
+///   256 KiB, so memory stays bounded (well under a megabyte) whatever the length.
 /// - Truncation: symphonia reads a WAV whose data chunk is cut short without complaint, so the
 ///   frames decoded are compared with the frames the header promises (for MP3, the frame count
 ///   in the LAME/Lavf tag) and a shortfall is [`AudioError::Truncated`].
 /// - MP3 is decoded gaplessly: the encoder delay and padding named in the LAME/Lavf tag are
 ///   cut, so the archival copy is as long as the audio that was encoded.
-/// - 16-bit PCM is copied sample for sample; mu-law and A-law are expanded exactly; MP3 and
-///   other float sources are rounded to 16 bits without dither.
+/// - 16-bit PCM is copied byte for byte from the data chunk; mu-law and A-law are expanded
+///   exactly, through a table made by symphonia's own decoder; MP3 and other float sources are
+///   rounded to 16 bits without dither. With resampling, every source goes through the decoder.
 /// - Resampling (only when asked) uses rubato's FFT resampler; its delay is cut from the start
 ///   and its tail flushed, so sounds stay at the same time and the output has
 ///   `round(frames * new_rate / old_rate)` frames.
@@ -107,7 +110,10 @@ pub enum AudioError {
 ///   only once complete (replacing any file there); on any error nothing is left at `output`
 ///   or beside it.
 /// - Both files are hashed: the input from the same open handle that is then decoded, the
-///   output once it is in place.
+///   output as it is written, header included. The header is written first with the sizes the
+///   source's header promises; when the output turns out to differ (or the source promised
+///   nothing), the header is rewritten and the output hashed again from disk, so the hash is
+///   always that of the file's bytes.
 pub fn transcode_file(
     input: &Path,
     output: &Path,
@@ -120,26 +126,24 @@ pub fn transcode_file(
     let mut file = open(input)?;
     let (sha256, byte_size) = hash_reader(&mut file)?;
     file.seek(SeekFrom::Start(0))?;
-    let mut source = Source::open(file)?;
+    let mut source = Source::open(file, opts.sample_rate.is_none())?;
     let out_rate = opts.sample_rate.unwrap_or(source.sample_rate);
 
     let partial = partial_path(output)?;
-    let (frames_in, written) = write_archival(&mut source, &partial, out_rate)
-        .and_then(|frames| {
-            fs::rename(&partial, output).map_err(|e| {
-                with_path(
-                    e,
-                    &format!("moving the archival WAV into place at {}", output.display()),
-                )
+    let (frames_in, written, (out_sha256, out_size)) =
+        write_archival(&mut source, &partial, out_rate)
+            .and_then(|frames| {
+                fs::rename(&partial, output).map_err(|e| {
+                    with_path(
+                        e,
+                        &format!("moving the archival WAV into place at {}", output.display()),
+                    )
+                })?;
+                Ok(frames)
+            })
+            .inspect_err(|_| {
+                let _ = fs::remove_file(&partial);
             })?;
-            Ok(frames)
-        })
-        .inspect_err(|_| {
-            let _ = fs::remove_file(&partial);
-        })?;
-    let (out_sha256, out_size) = hash_file(output).inspect_err(|_| {
-        let _ = fs::remove_file(output);
-    })?;
 
     Ok(TranscodeReport {
         source: facts(&source, frames_in, (sha256, byte_size)),
@@ -168,7 +172,7 @@ pub fn probe_file(path: &Path) -> Result<AudioFacts, AudioError> {
     let mut file = open(path)?;
     let hashed = hash_reader(&mut file)?;
     file.seek(SeekFrom::Start(0))?;
-    let mut source = Source::open(file)?;
+    let mut source = Source::open(file, true)?;
     while source.next_block()?.is_some() {}
     let frames = source.finish()?;
     Ok(facts(&source, frames, hashed))
@@ -190,15 +194,20 @@ fn facts(source: &Source, frames: u64, (sha256, byte_size): (String, u64)) -> Au
 }
 
 /// Decodes all of `source` into a 16-bit WAV at `path`, synced to disk. Returns the frames
-/// decoded and the frames written. Fails with `Truncated` when the source is shorter than its
-/// header promised.
+/// decoded, the frames written, and the SHA-256 and length of the file written. Fails with
+/// `Truncated` when the source is shorter than its header promised.
 fn write_archival(
     source: &mut Source,
     path: &Path,
     out_rate: u32,
-) -> Result<(u64, u64), AudioError> {
+) -> Result<(u64, u64, (String, u64)), AudioError> {
     let channels = source.channels;
-    let mut writer = ArchivalWriter::create(path, out_rate, channels)?;
+    let in_rate = u64::from(source.sample_rate);
+    // The frames the output will have if the source keeps its promise, for the header.
+    let expected = source
+        .promised
+        .map(|frames| (frames * u64::from(out_rate) + in_rate / 2) / in_rate);
+    let mut writer = ArchivalWriter::create(path, out_rate, channels, expected)?;
     let mut resampler = if out_rate == source.sample_rate {
         None
     } else {
@@ -208,29 +217,42 @@ fn write_archival(
             channels,
         )?)
     };
-    let mut interleaved = Vec::new();
     let mut f32_cache = None;
 
     while let Some(block) = source.next_block()? {
-        match resampler.as_mut() {
-            None => {
-                interleave_i16(&block, &mut interleaved, &mut f32_cache);
-                writer.write(&interleaved)?;
+        match (block, resampler.as_mut()) {
+            (Block::S16Le(bytes), None) => writer.write_s16le(bytes)?,
+            (Block::Expanded(codes, table), None) => writer.write_expanded(codes, table)?,
+            (Block::Decoded(block), None) => {
+                let frames = block.frames();
+                if let AudioBufferRef::S16(buf) = &block {
+                    let planes: Vec<&[i16]> =
+                        (0..usize::from(channels)).map(|c| buf.chan(c)).collect();
+                    writer.write_planar_i16(&planes, frames)?;
+                } else {
+                    let planes = f32_planes(&block, &mut f32_cache);
+                    writer.write_planar_f32(&planes, frames)?;
+                }
             }
-            Some(resampler) => {
+            (Block::Decoded(block), Some(resampler)) => {
                 let frames = block.frames();
                 let planes = f32_planes(&block, &mut f32_cache);
-                resampler.push(&planes, frames, &mut |samples| writer.write(samples))?;
+                resampler.push(&planes, frames, &mut |samples| writer.write_i16(samples))?;
+            }
+            (Block::S16Le(_) | Block::Expanded(..), Some(_)) => {
+                return Err(AudioError::Decode(
+                    "undecoded samples reached the resampler".into(),
+                ))
             }
         }
     }
     // Refuse a short source before spending time on the rest.
     let frames_in = source.finish()?;
     if let Some(resampler) = resampler.as_mut() {
-        resampler.finish(&mut |samples| writer.write(samples))?;
+        resampler.finish(&mut |samples| writer.write_i16(samples))?;
     }
     let written = writer.frames();
-    writer.finish()?;
+    let hashed = writer.finish()?;
 
     // Read the header back: what is on disk must say what was written.
     let on_disk = hound::WavReader::open(path).map_err(|e| hound_error(e, "re-reading"))?;
@@ -249,98 +271,16 @@ fn write_archival(
         ))));
     }
     drop(on_disk);
-    File::open(path)?.sync_all()?;
-    Ok((frames_in, written))
-}
-
-/// A 16-bit PCM WAV being written.
-struct ArchivalWriter {
-    writer: hound::WavWriter<BufWriter<File>>,
-    channels: usize,
-    data_bytes: u64,
-}
-
-impl ArchivalWriter {
-    /// The largest data chunk a WAV can describe, less room for the header.
-    const MAX_DATA_BYTES: u64 = u32::MAX as u64 - 1024;
-
-    fn create(path: &Path, sample_rate: u32, channels: u16) -> Result<Self, AudioError> {
-        let file = File::create(path)
-            .map_err(|e| with_path(e, &format!("creating {}", path.display())))?;
-        let spec = hound::WavSpec {
-            channels,
-            sample_rate,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let writer = hound::WavWriter::new(BufWriter::with_capacity(1 << 16, file), spec)
-            .map_err(|e| hound_error(e, "starting"))?;
-        Ok(ArchivalWriter {
-            writer,
-            channels: usize::from(channels),
-            data_bytes: 0,
-        })
+    let file = File::open(path)?;
+    let size = file.metadata()?.len();
+    if size != hashed.1 {
+        return Err(AudioError::Io(io::Error::other(format!(
+            "the archival WAV holds {size} bytes where {} were written",
+            hashed.1
+        ))));
     }
-
-    /// Appends interleaved samples (whole frames).
-    fn write(&mut self, samples: &[i16]) -> Result<(), AudioError> {
-        if samples.is_empty() {
-            return Ok(());
-        }
-        let bytes = samples.len() as u64 * 2;
-        if self.data_bytes + bytes > Self::MAX_DATA_BYTES {
-            return Err(AudioError::Unsupported(format!(
-                "the archival WAV would pass the 4 GiB a WAV header can describe after {} \
-                 frames; ask for a lower sample rate",
-                self.frames()
-            )));
-        }
-        let count = u32::try_from(samples.len())
-            .map_err(|_| AudioError::Decode("a decoded block is too large".into()))?;
-        let mut block = self.writer.get_i16_writer(count);
-        for sample in samples {
-            block.write_sample(*sample);
-        }
-        block.flush().map_err(|e| hound_error(e, "writing"))?;
-        self.data_bytes += bytes;
-        Ok(())
-    }
-
-    /// Frames written so far.
-    fn frames(&self) -> u64 {
-        self.data_bytes / 2 / self.channels as u64
-    }
-
-    /// Writes the final header and flushes.
-    fn finish(self) -> Result<(), AudioError> {
-        self.writer
-            .finalize()
-            .map_err(|e| hound_error(e, "finishing"))
-    }
-}
-
-/// A decoded block as interleaved 16-bit samples: exact for 16-bit sources (PCM, and mu-law
-/// and A-law, which symphonia expands to 16 bits), rounded for others.
-fn interleave_i16(
-    block: &AudioBufferRef<'_>,
-    out: &mut Vec<i16>,
-    f32_cache: &mut Option<AudioBuffer<f32>>,
-) {
-    out.clear();
-    let frames = block.frames();
-    let channels = block.spec().channels.count();
-    out.reserve(frames * channels);
-    if let AudioBufferRef::S16(buf) = block {
-        let planes: Vec<&[i16]> = (0..channels).map(|c| buf.chan(c)).collect();
-        for frame in 0..frames {
-            out.extend(planes.iter().map(|plane| plane[frame]));
-        }
-        return;
-    }
-    let planes = f32_planes(block, f32_cache);
-    for frame in 0..frames {
-        out.extend(planes.iter().map(|plane| to_i16(plane[frame])));
-    }
+    file.sync_all()?;
+    Ok((frames_in, written, hashed))
 }
 
 /// A decoded block as one `f32` slice per channel, converting through `cache` unless the

@@ -4,10 +4,13 @@
 use std::fs::File;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 
-use symphonia::core::audio::AudioBufferRef;
-use symphonia::core::codecs::{CodecType, Decoder, DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::audio::{AudioBufferRef, Signal};
+use symphonia::core::codecs::{
+    CodecParameters, CodecType, Decoder, DecoderOptions, CODEC_TYPE_NULL, CODEC_TYPE_PCM_ALAW,
+    CODEC_TYPE_PCM_MULAW, CODEC_TYPE_PCM_S16LE,
+};
 use symphonia::core::errors::Error as SymphoniaError;
-use symphonia::core::formats::{FormatOptions, FormatReader};
+use symphonia::core::formats::{FormatOptions, FormatReader, Packet};
 use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions, ReadBytes};
 use symphonia::default::formats::{MpaReader, WavReader};
 
@@ -44,10 +47,33 @@ struct Sniffed {
 struct WavLayout {
     /// The `fmt ` chunk's format tag (the sub-format's for WAVE_FORMAT_EXTENSIBLE).
     format_tag: Option<u16>,
+    /// The `fmt ` chunk's block alignment: bytes per frame, for PCM.
+    block_align: Option<u16>,
     /// Byte offset of the first audio byte.
     data_offset: u64,
     /// The data chunk's declared length in bytes.
     data_len: u32,
+}
+
+/// One block of a recording's audio, in the form it is cheapest to get.
+pub(super) enum Block<'a> {
+    /// Interleaved little-endian 16-bit samples, whole frames, as stored in the WAV: what the
+    /// decoder would produce, without decoding.
+    S16Le(&'a [u8]),
+    /// Interleaved 8-bit G.711 codes (mu-law or A-law), whole frames, and the 16-bit sample the
+    /// decoder gives each code.
+    Expanded(&'a [u8], &'a [i16; 256]),
+    /// What the decoder produced.
+    Decoded(AudioBufferRef<'a>),
+}
+
+/// How a WAV's samples are taken from its packets without the decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Raw {
+    /// 16-bit little-endian PCM: copied.
+    S16Le,
+    /// G.711: expanded through `Source::table`.
+    Expanded,
 }
 
 /// A recording opened for decoding.
@@ -55,6 +81,12 @@ pub(super) struct Source {
     reader: Box<dyn FormatReader>,
     decoder: Box<dyn Decoder>,
     track_id: u32,
+    /// Whether packets are used as they are (or through `table`) instead of decoded.
+    raw: Option<Raw>,
+    /// For [`Raw::Expanded`]: the decoder's sample for each code.
+    table: Box<[i16; 256]>,
+    /// The packet a raw block borrows from.
+    packet: Option<Packet>,
     /// WAV or MP3.
     pub(super) container: Container,
     /// What the audio really is, in ffmpeg's codec names ("pcm_s16le", "pcm_mulaw", "mp3", ...).
@@ -70,8 +102,10 @@ pub(super) struct Source {
 
 impl Source {
     /// Recognises the file from its first bytes and prepares symphonia to decode it. `file` may
-    /// be positioned anywhere; it is read from its start.
-    pub(super) fn open(mut file: File) -> Result<Self, AudioError> {
+    /// be positioned anywhere; it is read from its start. With `raw`, the blocks of a 16-bit
+    /// PCM, mu-law or A-law WAV come as [`Block::S16Le`] or [`Block::Expanded`], exactly the
+    /// samples the decoder would give; otherwise every block is [`Block::Decoded`].
+    pub(super) fn open(mut file: File, raw: bool) -> Result<Self, AudioError> {
         let file_len = file.metadata()?.len();
         let sniffed = sniff(&mut file, file_len)?;
         file.seek(SeekFrom::Start(0))?;
@@ -157,10 +191,24 @@ impl Source {
             (Container::Mp3, _) => None,
         };
 
+        let mut decoder = decoder;
+        let raw = match (raw, sniffed.wav) {
+            (true, Some(layout)) => raw_form(&params, layout, channels),
+            _ => None,
+        };
+        let mut table = Box::new([0i16; 256]);
+        let raw = match raw {
+            Some(Raw::Expanded) if !expansion_table(decoder.as_mut(), channels, &mut table) => None,
+            other => other,
+        };
+
         Ok(Source {
             reader,
             decoder,
             track_id,
+            raw,
+            table,
+            packet: None,
             container: sniffed.container,
             codec,
             sample_rate,
@@ -171,7 +219,10 @@ impl Source {
     }
 
     /// Decodes the next packet that holds audio. `None` at the end of the stream.
-    pub(super) fn next_block(&mut self) -> Result<Option<AudioBufferRef<'_>>, AudioError> {
+    pub(super) fn next_block(&mut self) -> Result<Option<Block<'_>>, AudioError> {
+        if let Some(raw) = self.raw {
+            return self.next_raw(raw);
+        }
         loop {
             let packet = match self.reader.next_packet() {
                 Ok(packet) => packet,
@@ -210,8 +261,47 @@ impl Source {
                 continue;
             }
             self.frames += frames as u64;
-            return Ok(Some(self.decoder.last_decoded()));
+            return Ok(Some(Block::Decoded(self.decoder.last_decoded())));
         }
+    }
+
+    /// The next packet's whole frames as they are stored. Like the decoder, bytes after the
+    /// last whole frame of a packet are dropped.
+    fn next_raw(&mut self, raw: Raw) -> Result<Option<Block<'_>>, AudioError> {
+        let frame_bytes = usize::from(self.channels)
+            * match raw {
+                Raw::S16Le => 2,
+                Raw::Expanded => 1,
+            };
+        let frames = loop {
+            let packet = match self.reader.next_packet() {
+                Ok(packet) => packet,
+                Err(SymphoniaError::IoError(e)) if e.kind() == ErrorKind::UnexpectedEof => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(from_symphonia(e, "reading a packet")),
+            };
+            if packet.track_id() != self.track_id {
+                continue;
+            }
+            if packet.buf().is_empty() {
+                return Ok(None);
+            }
+            let frames = packet.buf().len() / frame_bytes;
+            if frames > 0 {
+                self.packet = Some(packet);
+                break frames;
+            }
+        };
+        self.frames += frames as u64;
+        let bytes = self
+            .packet
+            .as_ref()
+            .map_or(&[][..], |p| &p.buf()[..frames * frame_bytes]);
+        Ok(Some(match raw {
+            Raw::S16Le => Block::S16Le(bytes),
+            Raw::Expanded => Block::Expanded(bytes, &self.table),
+        }))
     }
 
     /// After the last block: the frames decoded, or `Truncated` when the header promised more.
@@ -224,6 +314,40 @@ impl Source {
             _ => Ok(self.frames),
         }
     }
+}
+
+/// Whether a WAV's packets can be used without the decoder: 16-bit PCM (copied) or G.711
+/// (expanded), with frames of exactly one sample per channel.
+fn raw_form(params: &CodecParameters, layout: WavLayout, channels: u16) -> Option<Raw> {
+    // The decoder's own rule for the width of a coded sample.
+    let coded_width = params
+        .bits_per_coded_sample
+        .unwrap_or_else(|| params.bits_per_sample.unwrap_or(0));
+    let (raw, sample_bytes) = match params.codec {
+        CODEC_TYPE_PCM_S16LE if coded_width == 16 => (Raw::S16Le, 2),
+        CODEC_TYPE_PCM_MULAW | CODEC_TYPE_PCM_ALAW => (Raw::Expanded, 1),
+        _ => return None,
+    };
+    (layout.block_align == Some(channels.checked_mul(sample_bytes)?)).then_some(raw)
+}
+
+/// Fills `table` with the sample `decoder` (a G.711 decoder for `channels` channels) gives each
+/// of the 256 codes. `false` when the decoder does not give 256 frames back.
+fn expansion_table(decoder: &mut dyn Decoder, channels: u16, table: &mut [i16; 256]) -> bool {
+    // Frame k holds code k in every channel.
+    let codes: Vec<u8> = (0..=255u8)
+        .flat_map(|code| std::iter::repeat_n(code, usize::from(channels)))
+        .collect();
+    let packet = Packet::new_from_boxed_slice(0, 0, 256, codes.into_boxed_slice());
+    let ok = match decoder.decode(&packet) {
+        Ok(AudioBufferRef::S16(buf)) if buf.frames() == 256 => {
+            table.copy_from_slice(&buf.chan(0)[..256]);
+            true
+        }
+        _ => false,
+    };
+    decoder.reset();
+    ok
 }
 
 /// Reads the first bytes and decides what the file is.
@@ -352,6 +476,7 @@ fn walk_wav(file: &mut File, file_len: u64) -> Result<WavLayout, AudioError> {
     const MAX_CHUNKS: usize = 1024;
     let mut pos = 12u64;
     let mut format_tag = None;
+    let mut block_align = None;
     for _ in 0..MAX_CHUNKS {
         let header = read_at(file, pos, 8)?;
         if header.len() < 8 {
@@ -364,6 +489,7 @@ fn walk_wav(file: &mut File, file_len: u64) -> Result<WavLayout, AudioError> {
         if id == b"data" {
             return Ok(WavLayout {
                 format_tag,
+                block_align,
                 data_offset: pos + 8,
                 data_len: len,
             });
@@ -377,6 +503,9 @@ fn walk_wav(file: &mut File, file_len: u64) -> Result<WavLayout, AudioError> {
                 } else {
                     tag
                 });
+            }
+            if fmt.len() >= 14 {
+                block_align = Some(u16::from_le_bytes([fmt[12], fmt[13]]));
             }
         }
         pos += 8 + u64::from(len) + u64::from(len & 1);

@@ -395,6 +395,154 @@ fn a_wav_whose_header_claims_no_data_over_real_audio_is_refused() {
     assert!(matches!(error, AudioError::Decode(_)), "{error:?}");
 }
 
+/// Every sample of `path` as the decoder gives it and as the raw path gives it.
+fn both_ways(path: &Path) -> (Vec<i16>, Vec<i16>, u64) {
+    let mut decoded = Vec::new();
+    let mut source = source::Source::open(open(path).expect("open"), false).expect("source");
+    while let Some(block) = source.next_block().expect("decode") {
+        let source::Block::Decoded(AudioBufferRef::S16(buf)) = block else {
+            panic!("{}: the decoder gave no 16-bit block", path.display());
+        };
+        for frame in 0..buf.frames() {
+            for channel in 0..buf.spec().channels.count() {
+                decoded.push(buf.chan(channel)[frame]);
+            }
+        }
+    }
+    let frames = source.finish().expect("whole");
+    let mut raw = Vec::new();
+    let mut source = source::Source::open(open(path).expect("open"), true).expect("source");
+    while let Some(block) = source.next_block().expect("read") {
+        match block {
+            source::Block::S16Le(bytes) => raw.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]])),
+            ),
+            source::Block::Expanded(codes, table) => {
+                raw.extend(codes.iter().map(|c| table[usize::from(*c)]))
+            }
+            source::Block::Decoded(_) => panic!("{}: no raw block", path.display()),
+        }
+    }
+    assert_eq!(source.finish().expect("whole"), frames);
+    (decoded, raw, frames)
+}
+
+#[test]
+fn wav_samples_taken_without_the_decoder_are_the_decoders_samples() {
+    for name in [
+        "speech-8k-pcm16.wav",
+        "speech-8k-ulaw.wav",
+        "speech-8k-alaw.wav",
+        "speech-8k-dual.wav",
+    ] {
+        let (decoded, raw, frames) = both_ways(&fixture(name));
+        assert!(frames > 0);
+        assert!(decoded == raw, "{name}: the raw samples differ");
+    }
+    // Every mu-law and A-law code, in three channels.
+    for tag in [6u16, 7] {
+        let codes: Vec<u8> = (0..=255u8).cycle().take(3 * 1000).collect();
+        // G.711's fmt chunk is a WAVEFORMATEX: 18 bytes, the last two an empty cbSize.
+        let mut bytes = wav_header(tag, 3, 8000, 8, codes.len() as u32 + 2);
+        bytes[16..20].copy_from_slice(&18u32.to_le_bytes());
+        bytes.splice(36..36, [0, 0]);
+        let data_len = bytes.len() - 4;
+        bytes[data_len..].copy_from_slice(&(codes.len() as u32).to_le_bytes());
+        bytes.extend(&codes);
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        fs::write(file.path(), &bytes).expect("write");
+        let (decoded, raw, frames) = both_ways(file.path());
+        assert_eq!(frames, 1000);
+        assert!(decoded == raw, "format tag {tag}: the raw samples differ");
+    }
+}
+
+#[test]
+fn rounding_to_16_bits_matches_round_and_clamp() {
+    let reference = |x: f32| {
+        let scaled = (x * 32768.0).round();
+        if scaled >= 32767.0 {
+            i16::MAX
+        } else if scaled <= -32768.0 {
+            i16::MIN
+        } else {
+            scaled as i16
+        }
+    };
+    let mut checked = 0u64;
+    // Every 251st bit pattern, NaNs and infinities included...
+    for bits in (0..=u32::MAX).step_by(251) {
+        let x = f32::from_bits(bits);
+        assert_eq!(resample::to_i16(x), reference(x), "{x:e} ({bits:#x})");
+        checked += 1;
+    }
+    // ...and every half-way point of the 16-bit range, with its neighbours.
+    for k in -32770i32..=32770 {
+        let tie = (k as f32 + 0.5) / 32768.0;
+        for x in [
+            tie,
+            f32::from_bits(tie.to_bits() + 1),
+            f32::from_bits(tie.to_bits() - 1),
+        ] {
+            assert_eq!(resample::to_i16(x), reference(x), "{x:e}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 17_000_000);
+}
+
+/// Writes a 16-bit WAV of `channels` channels and `frames` frames of a ramp, with `data_len` in
+/// its header, and returns its path in `dir`.
+fn ramp_wav(dir: &Path, channels: u16, frames: u32, data_len: u32) -> PathBuf {
+    let mut bytes = wav_header(1, channels, 8000, 16, 0);
+    bytes[4..8].copy_from_slice(&data_len.saturating_add(36).to_le_bytes());
+    bytes[40..44].copy_from_slice(&data_len.to_le_bytes());
+    for i in 0..frames * u32::from(channels) {
+        bytes.extend_from_slice(&((i % 20_000) as i16 - 10_000).to_le_bytes());
+    }
+    let path = dir.join(format!("ramp-{channels}-{data_len}.wav"));
+    fs::write(&path, bytes).expect("write WAV");
+    path
+}
+
+#[test]
+fn the_archival_hash_is_the_files_whatever_the_header_said() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A recorder that streamed the file and never wrote the length; three channels, which
+    // hound writes as WAVE_FORMAT_EXTENSIBLE; and an ordinary stereo file.
+    for (channels, frames, data_len) in [
+        (1u16, 1152 * 7, u32::MAX),
+        (3, 5000, 5000 * 6),
+        (2, 4000, 4000 * 4),
+    ] {
+        let input = ramp_wav(dir.path(), channels, frames, data_len);
+        let output = dir.path().join("archival.wav");
+        for opts in [
+            keep_rate(),
+            TranscodeOptions {
+                sample_rate: Some(16_000),
+            },
+        ] {
+            let report = transcode_file(&input, &output, &opts).expect("transcode");
+            let on_disk = hash_file(&output).expect("hash output");
+            assert_eq!(
+                (report.archival.sha256.clone(), report.archival.byte_size),
+                on_disk,
+                "{channels} channel(s), data length {data_len}, {opts:?}"
+            );
+            let archival = read_wav(&output);
+            assert_eq!(archival.spec.channels, channels);
+            assert_eq!(archival.frames() as u64, report.archival.frames);
+            if opts.sample_rate.is_none() {
+                assert_eq!(report.archival.frames, u64::from(frames));
+            }
+            fs::remove_file(&output).expect("remove output");
+        }
+    }
+}
+
 #[test]
 fn resampling_8k_to_16k_doubles_the_frames_and_keeps_the_duration() {
     let to_16k = TranscodeOptions {

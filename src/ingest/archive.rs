@@ -79,9 +79,14 @@ impl Ingest {
             (Some(_), Some(request)) => Some(self.0.completion.retention_of(&request).retain_until),
             _ => None,
         };
-        let (orig_sha, orig_size) = {
-            let path = original.clone();
-            tokio::task::spawn_blocking(move || audio::hash_file(&path)).await??
+        // A transcode hashed the original from the handle it decoded; only a file that did not
+        // decode is hashed here.
+        let (orig_sha, orig_size) = match &transcoded {
+            Ok(report) => (report.source.sha256.clone(), report.source.byte_size),
+            Err(_) => {
+                let path = original.clone();
+                tokio::task::spawn_blocking(move || audio::hash_file(&path)).await??
+            }
         };
         let original_key =
             ObjectKey::new(format!("{prefix}original.{ext}")).map_err(anyhow::Error::msg)?;

@@ -1,6 +1,6 @@
 //! The binary as people use it: `serve` on the defaults with generated
 //! development credentials, `simulate` against it, SIGTERM, production
-//! refusals, and `consent classify` over the labelled corpus.
+//! refusals, `consent classify` over the labelled corpus, and `audio transcode` on the fixtures.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -612,4 +612,138 @@ fn jobs_list_shows_a_parked_job_and_jobs_retry_queues_it_again() {
         serde_json::from_slice(&std::fs::read(store.join("jobs/recordings/abc123.json")).unwrap())
             .unwrap();
     assert_eq!(queued.event.recording_sid, "RE0");
+}
+
+/// The `sha256` lines `audio transcode` printed: the input's, then the output's.
+fn printed_hashes(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("sha256 "))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn sha256_of(path: &std::path::Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+#[test]
+fn audio_transcode_prints_the_hashes_of_both_files_and_writes_a_wav_of_the_source() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio");
+    let dir = tempfile::tempdir().unwrap();
+    // (fixture, --sample-rate, channels, source rate, source seconds from manifest.json)
+    for (name, rate, channels, source_rate, seconds) in [
+        ("speech-8k-dual.wav", None, 2u16, 8000u32, 3.007250),
+        ("speech-8k-ulaw.wav", None, 1, 8000, 2.851250),
+        ("speech-8k.mp3", Some(16000u32), 1, 8000, 2.879000),
+    ] {
+        let input = fixtures.join(name);
+        let output = dir.path().join(format!("{name}.wav"));
+        let mut cmd = Command::new(BIN);
+        cmd.args(["audio", "transcode"])
+            .arg(&input)
+            .arg("-o")
+            .arg(&output);
+        if let Some(rate) = rate {
+            cmd.args(["--sample-rate", &rate.to_string()]);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            printed_hashes(&stdout),
+            [sha256_of(&input), sha256_of(&output)],
+            "{name}: {stdout}"
+        );
+        let out_rate = rate.unwrap_or(source_rate);
+        assert!(
+            stdout.contains(&format!("{out_rate} Hz, {channels} channel(s)")),
+            "{name}: {stdout}"
+        );
+
+        let reader = hound::WavReader::open(&output).unwrap();
+        let spec = reader.spec();
+        assert_eq!(
+            (spec.channels, spec.sample_rate, spec.bits_per_sample),
+            (channels, out_rate, 16),
+            "{name}"
+        );
+        assert_eq!(spec.sample_format, hound::SampleFormat::Int);
+        let frames = u64::from(reader.duration());
+        let decoded = reader
+            .into_samples::<i16>()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        assert_eq!(decoded.len() as u64, frames * u64::from(channels), "{name}");
+        let lasts = frames as f64 / f64::from(out_rate);
+        assert!(
+            (lasts - seconds).abs() <= 0.050,
+            "{name}: the output lasts {lasts:.4} s, the source {seconds:.4} s"
+        );
+        assert!(
+            stdout.contains(&format!("{lasts:.3} s")),
+            "{name}: {stdout}"
+        );
+    }
+
+    // The JSON report holds the same facts.
+    let output = dir.path().join("json.wav");
+    let out = Command::new(BIN)
+        .args(["audio", "transcode", "--json", "-o"])
+        .arg(&output)
+        .arg(fixtures.join("speech-8k-pcm16.wav"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let report: callproof::audio::TranscodeReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report.archival.sha256, sha256_of(&output));
+    assert_eq!(
+        report.source.sha256,
+        sha256_of(&fixtures.join("speech-8k-pcm16.wav"))
+    );
+}
+
+#[test]
+fn audio_transcode_of_a_missing_or_unreadable_input_says_why_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("recording.wav");
+    std::fs::write(&page, "<html><body>404 Not Found</body></html>").unwrap();
+    let output = dir.path().join("out.wav");
+    for (input, says) in [
+        (dir.path().join("never-downloaded.wav"), "give the path"),
+        (dir.path().to_path_buf(), "is not a file"),
+        (page.clone(), "HTML"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["audio", "transcode"])
+            .arg(&input)
+            .arg("-o")
+            .arg(&output)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {stderr}", input.display());
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(out.stdout.is_empty());
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [std::ffi::OsString::from("recording.wav")]);
+
+    let out = Command::new(BIN)
+        .args(["audio", "transcode", "--sample-rate", "1000", "-o"])
+        .arg(&output)
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--sample-rate"));
 }
