@@ -218,11 +218,9 @@ impl Source {
         })
     }
 
-    /// Decodes the next packet that holds audio. `None` at the end of the stream.
-    pub(super) fn next_block(&mut self) -> Result<Option<Block<'_>>, AudioError> {
-        if let Some(raw) = self.raw {
-            return self.next_raw(raw);
-        }
+    /// The next non-empty packet of the audio track, for both the decoder and the raw
+    /// path. `None` at the end of the stream.
+    fn next_packet(&mut self) -> Result<Option<Packet>, AudioError> {
         loop {
             let packet = match self.reader.next_packet() {
                 Ok(packet) => packet,
@@ -238,6 +236,19 @@ impl Source {
             if packet.buf().is_empty() {
                 return Ok(None);
             }
+            return Ok(Some(packet));
+        }
+    }
+
+    /// Decodes the next packet that holds audio. `None` at the end of the stream.
+    pub(super) fn next_block(&mut self) -> Result<Option<Block<'_>>, AudioError> {
+        if let Some(raw) = self.raw {
+            return self.next_raw(raw);
+        }
+        loop {
+            let Some(packet) = self.next_packet()? else {
+                return Ok(None);
+            };
             let (frames, rate, channels) = {
                 let block = self
                     .decoder
@@ -274,19 +285,9 @@ impl Source {
                 Raw::Expanded => 1,
             };
         let frames = loop {
-            let packet = match self.reader.next_packet() {
-                Ok(packet) => packet,
-                Err(SymphoniaError::IoError(e)) if e.kind() == ErrorKind::UnexpectedEof => {
-                    return Ok(None)
-                }
-                Err(e) => return Err(from_symphonia(e, "reading a packet")),
-            };
-            if packet.track_id() != self.track_id {
-                continue;
-            }
-            if packet.buf().is_empty() {
+            let Some(packet) = self.next_packet()? else {
                 return Ok(None);
-            }
+            };
             let frames = packet.buf().len() / frame_bytes;
             if frames > 0 {
                 self.packet = Some(packet);
