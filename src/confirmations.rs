@@ -19,6 +19,9 @@ use crate::flow::consent::ConsentLabel;
 use crate::identity::{IdentityCheck, IdentityMethod, PausedSpan};
 use crate::store::{ObjectKey, ObjectStore, StoreError};
 
+mod cache;
+pub use cache::FactCache;
+
 /// The customer the confirmation is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Customer {
@@ -290,6 +293,13 @@ impl<T> Written<T> {
             Written::New(t) | Written::Existing(t) => t,
         }
     }
+
+    /// The fact now stored, borrowed.
+    pub fn as_ref(&self) -> &T {
+        match self {
+            Written::New(t) | Written::Existing(t) => t,
+        }
+    }
 }
 
 /// Failure of the repository: the store failed or holds something unreadable.
@@ -308,10 +318,12 @@ pub enum RepoError {
     },
 }
 
-/// Request and call facts over an [`ObjectStore`].
+/// Request and call facts over an [`ObjectStore`], with a bounded copy of
+/// the write-once ones this process has seen (see [`FactCache`]).
 #[derive(Clone)]
 pub struct Confirmations {
     store: Arc<dyn ObjectStore>,
+    facts: Arc<FactCache>,
 }
 
 fn key(s: String) -> ObjectKey {
@@ -395,7 +407,18 @@ pub fn digest_id(text: &str) -> String {
 impl Confirmations {
     /// A repository over `store`.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Confirmations { store }
+        Confirmations {
+            store,
+            facts: Arc::new(FactCache::disabled()),
+        }
+    }
+
+    /// The same repository, keeping copies of write-once facts in `facts`.
+    pub fn with_fact_cache(self, facts: FactCache) -> Self {
+        Confirmations {
+            facts: Arc::new(facts),
+            ..self
+        }
     }
 
     fn prefix(id: &ConfirmationId) -> String {
@@ -410,15 +433,59 @@ impl Confirmations {
         read_json(self.store.as_ref(), k).await
     }
 
-    /// Creates a write-once fact, or returns the one already there.
+    /// Reads the write-once fact under `k`: the kept copy when there is one,
+    /// else the store's, which is then kept.
+    async fn fact<T>(&self, k: &ObjectKey) -> Result<Option<T>, RepoError>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        if let Some(kept) = self.facts.get::<T>(k.as_str()) {
+            return Ok(Some(T::clone(&kept)));
+        }
+        let Some(bytes) = self.store.get(k).await? else {
+            return Ok(None);
+        };
+        let value: T = serde_json::from_slice(&bytes).map_err(|e| RepoError::Corrupt {
+            key: k.to_string(),
+            reason: e.to_string(),
+        })?;
+        self.facts
+            .insert(k.as_str(), Arc::new(value.clone()), bytes.len());
+        Ok(Some(value))
+    }
+
+    /// Creates the write-once fact `value` under `k`, keeping a copy once it
+    /// is stored; `false` when the key was already taken.
+    async fn create_fact<T>(&self, k: &ObjectKey, value: &T) -> Result<bool, RepoError>
+    where
+        T: Serialize + Clone + Send + Sync + 'static,
+    {
+        let bytes = serde_json::to_vec_pretty(value).map_err(|e| RepoError::Corrupt {
+            key: k.to_string(),
+            reason: e.to_string(),
+        })?;
+        let len = bytes.len();
+        let created =
+            create_bytes_retained(self.store.as_ref(), k, Bytes::from(bytes), None).await?;
+        if created {
+            self.facts.insert(k.as_str(), Arc::new(value.clone()), len);
+        }
+        Ok(created)
+    }
+
+    /// Creates a write-once fact, or returns the one already there (the kept
+    /// copy when there is one: the store is not asked again).
     async fn create_or_existing<T>(&self, k: ObjectKey, value: T) -> Result<Written<T>, RepoError>
     where
-        T: Serialize + for<'de> Deserialize<'de>,
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        if self.create(k.clone(), &value).await? {
+        if let Some(kept) = self.facts.get::<T>(k.as_str()) {
+            return Ok(Written::Existing(T::clone(&kept)));
+        }
+        if self.create_fact(&k, &value).await? {
             return Ok(Written::New(value));
         }
-        let existing = self.read(&k).await?.ok_or_else(|| RepoError::Corrupt {
+        let existing = self.fact(&k).await?.ok_or_else(|| RepoError::Corrupt {
             key: k.to_string(),
             reason: "reported as existing but not readable".into(),
         })?;
@@ -428,7 +495,7 @@ impl Confirmations {
     /// Stores a new request.
     pub async fn create_request(&self, request: &ConfirmationRequest) -> Result<(), RepoError> {
         let k = key(format!("{}request.json", Self::prefix(&request.id)));
-        if self.create(k.clone(), request).await? {
+        if self.create_fact(&k, request).await? {
             Ok(())
         } else {
             Err(StoreError::AlreadyExists(k).into())
@@ -440,7 +507,7 @@ impl Confirmations {
         &self,
         id: &ConfirmationId,
     ) -> Result<Option<ConfirmationRequest>, RepoError> {
-        self.read(&key(format!("{}request.json", Self::prefix(id))))
+        self.fact(&key(format!("{}request.json", Self::prefix(id))))
             .await
     }
 
@@ -450,11 +517,11 @@ impl Confirmations {
             return Ok(None);
         };
         let p = Self::prefix(id);
-        let call = self.read(&key(format!("{p}call.json"))).await?;
+        let call = self.fact(&key(format!("{p}call.json"))).await?;
         let outcome = self.outcome(id).await?;
         let mut events = Vec::new();
         for k in self.store.list(&format!("{p}events/")).await? {
-            if let Some(e) = self.read::<ConsentEvent>(&k).await? {
+            if let Some(e) = self.fact::<ConsentEvent>(&k).await? {
                 events.push(e);
             }
         }
@@ -469,7 +536,7 @@ impl Confirmations {
 
     /// The outcome, if the request has one.
     pub async fn outcome(&self, id: &ConfirmationId) -> Result<Option<OutcomeFact>, RepoError> {
-        self.read(&key(format!("{}outcome.json", Self::prefix(id))))
+        self.fact(&key(format!("{}outcome.json", Self::prefix(id))))
             .await
     }
 
@@ -482,28 +549,35 @@ impl Confirmations {
         claim: CallClaim,
     ) -> Result<Written<CallClaim>, RepoError> {
         let call_sid = claim.call_sid.clone();
-        // The open-flow marker comes first, so no crash can leave a claimed
-        // call that the sweeper does not know to end.
-        self.create(key(format!("open/{id}")), &Marker {}).await?;
-        let written = self
-            .create_or_existing(key(format!("{}call.json", Self::prefix(id))), claim)
-            .await?;
-        if written.clone().into_inner().call_sid == call_sid {
+        let call_key = key(format!("{}call.json", Self::prefix(id)));
+        let written = match self.facts.get::<CallClaim>(call_key.as_str()) {
+            // A claim is stored only after its open-flow marker: nothing to
+            // write before it again.
+            Some(kept) => Written::Existing(CallClaim::clone(&kept)),
+            None => {
+                // The open-flow marker comes first, so no crash can leave a
+                // claimed call that the sweeper does not know to end.
+                self.create(key(format!("open/{id}")), &Marker {}).await?;
+                self.create_or_existing(call_key, claim).await?
+            }
+        };
+        if written.as_ref().call_sid == call_sid {
             let map = key(format!("calls/{}/{id}.json", digest_id(&call_sid)));
-            self.create(
-                map,
-                &CallMapping {
-                    confirmation_id: id.clone(),
-                },
-            )
-            .await?;
+            let mapping = CallMapping {
+                confirmation_id: id.clone(),
+            };
+            // The mapping's content is its key's: one stored, by anyone, is this one.
+            if !self.facts.contains(map.as_str()) {
+                self.create(map.clone(), &mapping).await?;
+                self.facts.insert(map.as_str(), Arc::new(mapping), 0);
+            }
         }
         Ok(written)
     }
 
     /// The call that took the request, if any.
     pub async fn call(&self, id: &ConfirmationId) -> Result<Option<CallClaim>, RepoError> {
-        self.read(&key(format!("{}call.json", Self::prefix(id))))
+        self.fact(&key(format!("{}call.json", Self::prefix(id))))
             .await
     }
 
@@ -533,13 +607,28 @@ impl Confirmations {
         self.create_or_existing(k, event).await
     }
 
+    /// The answers stored so far, in step order. A step's answer token is
+    /// given only once the step before it is answered, so the answers are
+    /// steps 0, 1, 2, … without a gap: they are read until the first missing
+    /// one, each from the kept copies when there are some, and no listing is made.
+    pub async fn answers(&self, id: &ConfirmationId) -> Result<Vec<ConsentEvent>, RepoError> {
+        let mut events = Vec::new();
+        for step in 0u32.. {
+            match self.event(id, step).await? {
+                Some(e) => events.push(e),
+                None => break,
+            }
+        }
+        Ok(events)
+    }
+
     /// The answer to question `step`, if one was stored.
     pub async fn event(
         &self,
         id: &ConfirmationId,
         step: u32,
     ) -> Result<Option<ConsentEvent>, RepoError> {
-        self.read(&key(format!("{}events/{step:04}.json", Self::prefix(id))))
+        self.fact(&key(format!("{}events/{step:04}.json", Self::prefix(id))))
             .await
     }
 
@@ -597,7 +686,7 @@ impl Confirmations {
     /// When the provider reported the call over, if it did.
     pub async fn ended_at(&self, id: &ConfirmationId) -> Result<Option<OffsetDateTime>, RepoError> {
         let e: Option<CallEnded> = self
-            .read(&key(format!("{}ended.json", Self::prefix(id))))
+            .fact(&key(format!("{}ended.json", Self::prefix(id))))
             .await?;
         Ok(e.map(|e| e.at))
     }
@@ -637,7 +726,7 @@ impl Confirmations {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct CallEnded {
     #[serde(with = "time::serde::rfc3339")]
     at: OffsetDateTime,
@@ -646,7 +735,7 @@ struct CallEnded {
 #[derive(Debug, Serialize, Deserialize)]
 struct Marker {}
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct CallMapping {
     confirmation_id: ConfirmationId,
 }

@@ -103,6 +103,34 @@ fn labels(pairs: &[(&'static str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
 }
 
+/// The entry of `name` with labels `pairs`, made when missing. An existing
+/// entry is found without building its key: no allocation per observation.
+fn entry<'m, V: Default>(
+    map: &'m mut BTreeMap<(&'static str, Labels), V>,
+    name: &'static str,
+    pairs: &[(&'static str, &str)],
+) -> Option<&'m mut V> {
+    let same = |l: &Labels| {
+        l.len() == pairs.len()
+            && l.iter()
+                .zip(pairs)
+                .all(|((lk, lv), (k, v))| lk == k && lv == v)
+    };
+    // An empty Vec allocates nothing: the range starts at `name`'s first entry.
+    let from = (name, Vec::new())..;
+    let known = map
+        .range(from.clone())
+        .take_while(|((n, _), _)| *n == name)
+        .any(|((_, l), _)| same(l));
+    if !known {
+        map.insert((name, labels(pairs)), V::default());
+    }
+    map.range_mut(from)
+        .take_while(|((n, _), _)| *n == name)
+        .find(|((_, l), _)| same(l))
+        .map(|(_, v)| v)
+}
+
 fn render_labels(l: &Labels, extra: Option<(&str, String)>) -> String {
     let mut parts: Vec<String> = l
         .iter()
@@ -121,29 +149,41 @@ fn render_labels(l: &Labels, extra: Option<(&str, String)>) -> String {
 impl Metrics {
     /// Adds one to a counter.
     pub fn inc(&self, name: &'static str, pairs: &[(&'static str, &str)]) {
-        if let Ok(mut c) = self.counters.lock() {
-            *c.entry((name, labels(pairs))).or_default() += 1;
+        if let Some(c) = self
+            .counters
+            .lock()
+            .ok()
+            .as_mut()
+            .and_then(|c| entry(c, name, pairs))
+        {
+            *c += 1;
         }
     }
 
     /// Sets a gauge (kept beside the counters; its `# TYPE` says gauge).
     pub fn set(&self, name: &'static str, pairs: &[(&'static str, &str)], value: u64) {
-        if let Ok(mut c) = self.counters.lock() {
-            c.insert((name, labels(pairs)), value);
+        if let Some(c) = self
+            .counters
+            .lock()
+            .ok()
+            .as_mut()
+            .and_then(|c| entry(c, name, pairs))
+        {
+            *c = value;
         }
     }
 
     /// Records one observation of a histogram, in seconds.
     pub fn observe(&self, name: &'static str, pairs: &[(&'static str, &str)], secs: f64) {
-        if let Ok(mut h) = self.histograms.lock() {
-            let entry = h.entry((name, labels(pairs))).or_default();
+        let mut h = self.histograms.lock().ok();
+        if let Some(hist) = h.as_mut().and_then(|h| entry(h, name, pairs)) {
             for (i, bound) in BUCKETS.iter().enumerate() {
                 if secs <= *bound {
-                    entry.counts[i] += 1;
+                    hist.counts[i] += 1;
                 }
             }
-            entry.sum += secs;
-            entry.count += 1;
+            hist.sum += secs;
+            hist.count += 1;
         }
     }
 

@@ -17,7 +17,7 @@ use crate::auth::KeyRing;
 use crate::callbacks::{CallbackSecret, CallbackSettings, Callbacks};
 use crate::config::Environment;
 use crate::config::{Config, StoreKind};
-use crate::confirmations::Confirmations;
+use crate::confirmations::{Confirmations, FactCache};
 use crate::credentials::{self, DevFile};
 use crate::evidence::keys::SigningKey;
 use crate::evidence::objects::Evidence;
@@ -211,7 +211,10 @@ impl Application {
         let public_base = config.public_base(bound);
         tracing::info!(store = %store.describe(), public_url = %public_base, "callproof ready");
         let settings = Settings::from_config(&config, &credentials, &report)?;
-        let confirmations = Confirmations::new(store.clone());
+        let confirmations = Confirmations::new(store.clone()).with_fact_cache(FactCache::new(
+            usize::try_from(config.fact_cache_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+            std::time::Duration::from_secs(config.fact_cache_secs),
+        ));
         let identity = crate::identity::store::IdentityStore::new(
             store.clone(),
             crate::identity::IdentityKeys::new(&credentials.identity_secret),

@@ -181,8 +181,8 @@ async fn start_work(s: AppState, hook: Hook<extract::Start>) -> Response {
             Written::Existing(c) if c.call_sid == call.call_sid => {
                 // The same call came back (a retry, or a second transfer):
                 // continue after the answers already given, recording already on.
-                let view = s.confirmations.view(id).await.map_err(internal(request.locale))?;
-                let labels = view.map(|v| v.events.into_iter().map(|e| e.label).collect::<Vec<_>>()).unwrap_or_default();
+                let answers = s.confirmations.answers(id).await.map_err(internal(request.locale))?;
+                let labels = answers.into_iter().map(|e| e.label).collect::<Vec<_>>();
                 tracing::debug!(confirmation = %id, answers = labels.len(), "same call at the transfer URL again; resuming");
                 match flow.replay(labels) {
                     Transition::Ask(state) => Ok(flow.question(state)),

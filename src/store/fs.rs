@@ -160,7 +160,10 @@ fn create_blocking(
     sync(dir)?;
     let mut made_durable = Vec::new();
     let mut at = dir;
-    while at != root && !(dir_was_there && durable.contains(at)) {
+    // `dir` counts as durable only if this create did not make it; a
+    // directory above it that this process made durable stops the climb
+    // even when `dir` is new (a purge that removes one forgets it).
+    while at != root && !((at != dir || dir_was_there) && durable.contains(at)) {
         let Some(parent) = at.parent().filter(|p| p.starts_with(root)) else {
             break;
         };
