@@ -295,7 +295,7 @@ impl<T> Written<T> {
     }
 
     /// The fact now stored, borrowed.
-    pub fn as_ref(&self) -> &T {
+    pub fn stored(&self) -> &T {
         match self {
             Written::New(t) | Written::Existing(t) => t,
         }
@@ -561,7 +561,7 @@ impl Confirmations {
                 self.create_or_existing(call_key, claim).await?
             }
         };
-        if written.as_ref().call_sid == call_sid {
+        if written.stored().call_sid == call_sid {
             let map = key(format!("calls/{}/{id}.json", digest_id(&call_sid)));
             let mapping = CallMapping {
                 confirmation_id: id.clone(),

@@ -7,9 +7,12 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use std::os::fd::OwnedFd;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use rand::RngCore;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
@@ -19,6 +22,9 @@ use super::{ByteStream, ObjectKey, ObjectMeta, ObjectStore, StoreError};
 #[derive(Debug, Clone)]
 pub struct FsStore {
     root: PathBuf,
+    /// The root, open: reads look keys up from it, a walk of the key's own
+    /// segments instead of the root's whole path again.
+    root_dir: Arc<OwnedFd>,
     durable: Arc<DurableDirs>,
 }
 
@@ -63,10 +69,28 @@ impl FsStore {
     pub fn open(root: impl Into<PathBuf>) -> std::io::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
+        let root_dir = rustix::fs::open(
+            &root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(FsStore {
             root,
+            root_dir: Arc::new(root_dir),
             durable: Arc::default(),
         })
+    }
+
+    /// Opens the object `key` for reading, looked up from the open root.
+    fn open_object(&self, key: &str) -> std::io::Result<std::fs::File> {
+        rustix::fs::openat(
+            &*self.root_dir,
+            key,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map(std::fs::File::from)
+        .map_err(std::io::Error::from)
     }
 
     fn path_of(&self, key: &str) -> PathBuf {
@@ -281,11 +305,14 @@ impl ObjectStore for FsStore {
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
         // A stat of one path: on the calling thread, like a small read.
-        match std::fs::metadata(self.path_of(key.as_str())) {
-            Ok(m) if m.is_file() => Ok(Some(ObjectMeta { size: m.len() })),
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(key.as_str())(e)),
+        match rustix::fs::statat(&*self.root_dir, key.as_str(), AtFlags::empty()) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
+                Ok(Some(ObjectMeta {
+                    size: u64::try_from(st.st_size).unwrap_or(0),
+                }))
+            }
+            Ok(_) | Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(io_err(key.as_str())(e.into())),
         }
     }
 
@@ -330,7 +357,7 @@ impl ObjectStore for FsStore {
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StoreError> {
         let k = key.as_str();
-        let file = match std::fs::File::open(self.path_of(k)) {
+        let file = match self.open_object(k) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err(k)(e)),
