@@ -507,8 +507,15 @@ impl Confirmations {
         &self,
         id: &ConfirmationId,
     ) -> Result<Option<ConfirmationRequest>, RepoError> {
-        self.fact(&key(format!("{}request.json", Self::prefix(id))))
-            .await
+        let k = key(format!("{}request.json", Self::prefix(id)));
+        // Every webhook loads its request first: asking the store whether it
+        // is still there (a lookup, not a read) stops a request purged by
+        // another process from being served, or written to, from copies.
+        if self.facts.contains(k.as_str()) && self.store.head(&k).await?.is_none() {
+            self.facts.forget_prefix(&Self::prefix(id));
+            return Ok(None);
+        }
+        self.fact(&k).await
     }
 
     /// The request with every fact, or `None`.
@@ -550,17 +557,10 @@ impl Confirmations {
     ) -> Result<Written<CallClaim>, RepoError> {
         let call_sid = claim.call_sid.clone();
         let call_key = key(format!("{}call.json", Self::prefix(id)));
-        let written = match self.facts.get::<CallClaim>(call_key.as_str()) {
-            // A claim is stored only after its open-flow marker: nothing to
-            // write before it again.
-            Some(kept) => Written::Existing(CallClaim::clone(&kept)),
-            None => {
-                // The open-flow marker comes first, so no crash can leave a
-                // claimed call that the sweeper does not know to end.
-                self.create(key(format!("open/{id}")), &Marker {}).await?;
-                self.create_or_existing(call_key, claim).await?
-            }
-        };
+        // The open-flow marker comes first, so no crash can leave a claimed
+        // call that the sweeper does not know to end; made again if it went.
+        self.create(key(format!("open/{id}")), &Marker {}).await?;
+        let written = self.create_or_existing(call_key, claim).await?;
         if written.stored().call_sid == call_sid {
             let map = key(format!("calls/{}/{id}.json", digest_id(&call_sid)));
             let mapping = CallMapping {
@@ -738,4 +738,128 @@ struct Marker {}
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct CallMapping {
     confirmation_id: ConfirmationId,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration as StdDuration;
+
+    use time::Duration;
+
+    use super::*;
+    use crate::domain::ChangeItem;
+    use crate::identity::IdentityMethod;
+    use crate::store::FsStore;
+
+    fn request() -> ConfirmationRequest {
+        let now = OffsetDateTime::now_utc();
+        ConfirmationRequest {
+            id: ConfirmationId::generate(),
+            confirmation_number: ConfirmationNumber::generate(),
+            account_id: "ACC-48213907".into(),
+            kind: ChangeKind::Plan,
+            change: vec![
+                ChangeItem::new(0, "plan", None, Some("Basic"), Some("Plus"), false).unwrap(),
+            ],
+            customer: Customer {
+                name: "Dana".into(),
+                phone: "+15551230001".parse().unwrap(),
+            },
+            agent_id: "agent-7".into(),
+            created_by_key: None,
+            locale: Locale::EnUs,
+            callback_url: None,
+            created_at: now,
+            expires_at: now + Duration::minutes(30),
+            identity: IdentityMethod::None,
+        }
+    }
+
+    fn claim(call_sid: &str) -> CallClaim {
+        CallClaim {
+            call_sid: call_sid.into(),
+            from_masked: None,
+            started_at: OffsetDateTime::now_utc(),
+            leg: Some("transfer".into()),
+            caller_id_matches: None,
+            stir_verstat: None,
+            identity: None,
+            paused: Vec::new(),
+        }
+    }
+
+    fn cached(dir: &std::path::Path) -> Confirmations {
+        let store: Arc<dyn ObjectStore> = Arc::new(FsStore::open(dir).unwrap());
+        Confirmations::new(store)
+            .with_fact_cache(FactCache::new(1 << 20, StdDuration::from_secs(600)))
+    }
+
+    #[tokio::test]
+    async fn a_request_purged_by_another_process_is_not_served_from_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cached(dir.path());
+        let r = request();
+        c.create_request(&r).await.unwrap();
+        c.claim_call(&r.id, claim("CA1")).await.unwrap();
+        assert_eq!(c.request(&r.id).await.unwrap().as_ref(), Some(&r));
+        // Another process (callproof purge) removes the request's objects.
+        std::fs::remove_dir_all(dir.path().join(format!("confirmations/{}", r.id))).unwrap();
+        assert_eq!(c.request(&r.id).await.unwrap(), None);
+        assert_eq!(
+            c.call(&r.id).await.unwrap(),
+            None,
+            "its claim's copy went too"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_claim_known_from_a_copy_still_restores_a_missing_open_flow_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cached(dir.path());
+        let r = request();
+        c.create_request(&r).await.unwrap();
+        assert!(matches!(
+            c.claim_call(&r.id, claim("CA1")).await.unwrap(),
+            Written::New(_)
+        ));
+        let marker = dir.path().join(format!("open/{}", r.id));
+        std::fs::remove_file(&marker).unwrap();
+        let again = c.claim_call(&r.id, claim("CA1")).await.unwrap();
+        assert!(matches!(again, Written::Existing(ref k) if k.call_sid == "CA1"));
+        assert!(marker.exists(), "the open-flow marker is made again");
+        // A second call still loses to the first, from the copy.
+        let other = c.claim_call(&r.id, claim("CA2")).await.unwrap();
+        assert!(matches!(other, Written::Existing(ref k) if k.call_sid == "CA1"));
+    }
+
+    #[tokio::test]
+    async fn answers_are_read_by_step_and_agree_with_the_full_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cached(dir.path());
+        let r = request();
+        c.create_request(&r).await.unwrap();
+        c.claim_call(&r.id, claim("CA1")).await.unwrap();
+        for step in 0..3 {
+            let e = ConsentEvent {
+                step,
+                question_id: Some(format!("q{step}")),
+                question: "Do you agree?".into(),
+                accepted_input: "dtmf speech".into(),
+                input_type: InputType::Dtmf,
+                digits: Some("1".into()),
+                transcript: None,
+                confidence: None,
+                label: ConsentLabel::Affirm,
+                call_sid: "CA1".into(),
+                at: OffsetDateTime::now_utc(),
+            };
+            c.add_event(&r.id, e).await.unwrap();
+        }
+        // A second repository without copies reads the same from the store.
+        let fresh = Confirmations::new(Arc::new(FsStore::open(dir.path()).unwrap()));
+        let view = fresh.view(&r.id).await.unwrap().unwrap();
+        assert_eq!(c.answers(&r.id).await.unwrap(), view.events);
+        assert_eq!(fresh.answers(&r.id).await.unwrap(), view.events);
+        assert_eq!(view.events.len(), 3);
+    }
 }

@@ -118,7 +118,15 @@ impl FactCache {
         }
         inner.weight += weight;
         inner.order.push_back((key.to_owned(), seq));
-        while inner.weight > self.budget || inner.order.len() > 2 * inner.entries.len() + 64 {
+        // Keys inserted again or dropped for their age leave stale places in
+        // the queue; past twice the live ones, the stale places go.
+        if inner.order.len() > 2 * inner.entries.len() + 64 {
+            let entries = &inner.entries;
+            inner
+                .order
+                .retain(|(k, s)| entries.get(k).is_some_and(|e| e.seq == *s));
+        }
+        while inner.weight > self.budget {
             let Some((k, seq)) = inner.order.pop_front() else {
                 break;
             };
@@ -129,6 +137,22 @@ impl FactCache {
                     inner.weight -= e.weight;
                 }
             }
+        }
+    }
+
+    /// Drops the copies of every fact whose key starts with `prefix`.
+    pub fn forget_prefix(&self, prefix: &str) {
+        if let Ok(mut inner) = self.inner.lock() {
+            let inner = &mut *inner;
+            let mut freed = 0;
+            inner.entries.retain(|k, e| {
+                let keep = !k.starts_with(prefix);
+                if !keep {
+                    freed += e.weight;
+                }
+                keep
+            });
+            inner.weight -= freed;
         }
     }
 
@@ -195,6 +219,25 @@ mod tests {
     }
 
     #[test]
+    fn forget_prefix_drops_one_request_s_facts_only() {
+        let c = cache(10_000);
+        c.insert("confirmations/x/request.json", Arc::new(1u32), 10);
+        c.insert("confirmations/x/call.json", Arc::new(3u32), 10);
+        c.insert("confirmations/y/request.json", Arc::new(2u32), 10);
+        c.forget_prefix("confirmations/x/");
+        assert!(c.get::<u32>("confirmations/x/request.json").is_none());
+        assert!(c.get::<u32>("confirmations/x/call.json").is_none());
+        assert_eq!(
+            c.get::<u32>("confirmations/y/request.json").as_deref(),
+            Some(&2)
+        );
+        assert_eq!(
+            c.weight(),
+            10 + "confirmations/y/request.json".len() + ENTRY_OVERHEAD
+        );
+    }
+
+    #[test]
     fn inserting_a_key_again_charges_it_once() {
         let c = cache(10_000);
         for _ in 0..1000 {
@@ -203,5 +246,23 @@ mod tests {
         assert_eq!(c.weight(), 10 + 1 + ENTRY_OVERHEAD);
         let inner = c.inner.lock().map(|i| i.order.len()).unwrap_or(usize::MAX);
         assert!(inner <= 2 + 64, "the order queue stays bounded: {inner}");
+    }
+
+    #[test]
+    fn stale_places_in_the_queue_never_push_live_facts_out() {
+        let c = cache(1 << 20);
+        for k in 0..10 {
+            c.insert(&format!("live-{k}"), Arc::new(k), 10);
+        }
+        // A burst of inserts of one key (say, concurrent misses of one fact).
+        for _ in 0..1000 {
+            c.insert("hot", Arc::new(0), 10);
+        }
+        for k in 0..10 {
+            assert!(
+                c.get::<i32>(&format!("live-{k}")).is_some(),
+                "live-{k} is kept"
+            );
+        }
     }
 }

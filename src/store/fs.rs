@@ -7,12 +7,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use std::os::fd::OwnedFd;
-
 use async_trait::async_trait;
 use bytes::Bytes;
 use rand::RngCore;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
@@ -22,9 +19,6 @@ use super::{ByteStream, ObjectKey, ObjectMeta, ObjectStore, StoreError};
 #[derive(Debug, Clone)]
 pub struct FsStore {
     root: PathBuf,
-    /// The root, open: reads look keys up from it, a walk of the key's own
-    /// segments instead of the root's whole path again.
-    root_dir: Arc<OwnedFd>,
     durable: Arc<DurableDirs>,
 }
 
@@ -69,28 +63,10 @@ impl FsStore {
     pub fn open(root: impl Into<PathBuf>) -> std::io::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        let root_dir = rustix::fs::open(
-            &root,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
         Ok(FsStore {
             root,
-            root_dir: Arc::new(root_dir),
             durable: Arc::default(),
         })
-    }
-
-    /// Opens the object `key` for reading, looked up from the open root.
-    fn open_object(&self, key: &str) -> std::io::Result<std::fs::File> {
-        rustix::fs::openat(
-            &*self.root_dir,
-            key,
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map(std::fs::File::from)
-        .map_err(std::io::Error::from)
     }
 
     fn path_of(&self, key: &str) -> PathBuf {
@@ -115,6 +91,15 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| io_err(key)(std::io::Error::other(e.to_string())))?
 }
 
+/// Whether an object is already stored at `path`. A create whose key is
+/// taken is refused by this lookup, on the calling thread, before any byte is
+/// written or the blocking pool is asked: a replayed fact costs a lookup, not
+/// a hand-off and a synced temp file. The hard link in `create_blocking`
+/// stays the check that counts when two creates race.
+fn taken(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
 /// Where the bytes of a create come from.
 enum Source<'a> {
     Memory(&'a [u8]),
@@ -132,15 +117,14 @@ fn create_blocking(
     let dir = path
         .parent()
         .ok_or_else(|| io_err(k)(std::io::Error::other("key has no parent")))?;
-    // A key already taken is refused before anything is written: a replayed
-    // fact costs a lookup, not a synced temp file. The hard link below stays
-    // the check that counts when two creates race.
-    if std::fs::symlink_metadata(path).is_ok() {
+    // Checked again here (see `taken`): the key may have been created since.
+    if taken(path) {
         return Err(StoreError::AlreadyExists(key.clone()));
     }
-    // A directory this create makes (or makes again after a purge) has an
-    // entry in its parent that no one has synced yet.
-    let dir_was_there = dir.is_dir();
+    // Directories this create makes (or makes again after a purge, maybe by
+    // another process) have entries in their parents that no one has synced
+    // yet: only a directory that was already there can end the sync climb.
+    let existed = dir.ancestors().find(|d| d.is_dir()).unwrap_or(root);
     let mut suffix = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut suffix);
     let tmp = dir.join(format!(".tmp-{}", hex::encode(suffix)));
@@ -184,10 +168,7 @@ fn create_blocking(
     sync(dir)?;
     let mut made_durable = Vec::new();
     let mut at = dir;
-    // `dir` counts as durable only if this create did not make it; a
-    // directory above it that this process made durable stops the climb
-    // even when `dir` is new (a purge that removes one forgets it).
-    while at != root && !((at != dir || dir_was_there) && durable.contains(at)) {
+    while at != root && !(existed.starts_with(at) && durable.contains(at)) {
         let Some(parent) = at.parent().filter(|p| p.starts_with(root)) else {
             break;
         };
@@ -282,6 +263,9 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectKey>, StoreError
 impl ObjectStore for FsStore {
     async fn create(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StoreError> {
         let path = self.path_of(key.as_str());
+        if taken(&path) {
+            return Err(StoreError::AlreadyExists(key.clone()));
+        }
         let root = self.root.clone();
         let durable = self.durable.clone();
         let key = key.clone();
@@ -293,6 +277,9 @@ impl ObjectStore for FsStore {
 
     async fn create_file(&self, key: &ObjectKey, from: &Path) -> Result<(), StoreError> {
         let path = self.path_of(key.as_str());
+        if taken(&path) {
+            return Err(StoreError::AlreadyExists(key.clone()));
+        }
         let root = self.root.clone();
         let durable = self.durable.clone();
         let key = key.clone();
@@ -305,14 +292,11 @@ impl ObjectStore for FsStore {
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
         // A stat of one path: on the calling thread, like a small read.
-        match rustix::fs::statat(&*self.root_dir, key.as_str(), AtFlags::empty()) {
-            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
-                Ok(Some(ObjectMeta {
-                    size: u64::try_from(st.st_size).unwrap_or(0),
-                }))
-            }
-            Ok(_) | Err(rustix::io::Errno::NOENT) => Ok(None),
-            Err(e) => Err(io_err(key.as_str())(e.into())),
+        match std::fs::metadata(self.path_of(key.as_str())) {
+            Ok(m) if m.is_file() => Ok(Some(ObjectMeta { size: m.len() })),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(key.as_str())(e)),
         }
     }
 
@@ -357,7 +341,7 @@ impl ObjectStore for FsStore {
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StoreError> {
         let k = key.as_str();
-        let file = match self.open_object(k) {
+        let file = match std::fs::File::open(self.path_of(k)) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err(k)(e)),
