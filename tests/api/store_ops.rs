@@ -49,7 +49,7 @@ fn difference(
 /// recording callbacks, the record) costs at most this many store operations
 /// on the local directory, with the sealer, the index catch-up and the
 /// sweeper idle.
-const REFERENCE_CALL_OPS: u64 = 64;
+const REFERENCE_CALL_OPS: u64 = 52;
 
 #[tokio::test]
 async fn a_reference_call_costs_no_more_store_operations_than_counted() {
