@@ -348,11 +348,24 @@ pub(crate) async fn create_json_retained<T: Serialize>(
     value: &T,
     retain_until: Option<OffsetDateTime>,
 ) -> Result<bool, RepoError> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| RepoError::Corrupt {
+    let bytes = to_json(k, value)?;
+    create_bytes_retained(store, k, Bytes::from(bytes), retain_until).await
+}
+
+/// `value` as the JSON stored under `k`.
+fn to_json<T: Serialize>(k: &ObjectKey, value: &T) -> Result<Vec<u8>, RepoError> {
+    serde_json::to_vec_pretty(value).map_err(|e| RepoError::Corrupt {
         key: k.to_string(),
         reason: e.to_string(),
-    })?;
-    create_bytes_retained(store, k, Bytes::from(bytes), retain_until).await
+    })
+}
+
+/// The JSON `bytes` stored under `k`, parsed.
+fn from_json<T: DeserializeOwned>(k: &ObjectKey, bytes: &[u8]) -> Result<T, RepoError> {
+    serde_json::from_slice(bytes).map_err(|e| RepoError::Corrupt {
+        key: k.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// Writes `bytes` under `k`, once, retained until `retain_until` where the
@@ -390,12 +403,7 @@ pub(crate) async fn read_json<T: DeserializeOwned>(
 ) -> Result<Option<T>, RepoError> {
     match store.get(k).await? {
         None => Ok(None),
-        Some(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| RepoError::Corrupt {
-                key: k.to_string(),
-                reason: e.to_string(),
-            }),
+        Some(b) => from_json(k, &b).map(Some),
     }
 }
 
@@ -445,10 +453,7 @@ impl Confirmations {
         let Some(bytes) = self.store.get(k).await? else {
             return Ok(None);
         };
-        let value: T = serde_json::from_slice(&bytes).map_err(|e| RepoError::Corrupt {
-            key: k.to_string(),
-            reason: e.to_string(),
-        })?;
+        let value: T = from_json(k, &bytes)?;
         self.facts
             .insert(k.as_str(), Arc::new(value.clone()), bytes.len());
         Ok(Some(value))
@@ -460,10 +465,7 @@ impl Confirmations {
     where
         T: Serialize + Clone + Send + Sync + 'static,
     {
-        let bytes = serde_json::to_vec_pretty(value).map_err(|e| RepoError::Corrupt {
-            key: k.to_string(),
-            reason: e.to_string(),
-        })?;
+        let bytes = to_json(k, value)?;
         let len = bytes.len();
         let created =
             create_bytes_retained(self.store.as_ref(), k, Bytes::from(bytes), None).await?;
@@ -511,9 +513,12 @@ impl Confirmations {
         // Every webhook loads its request first: asking the store whether it
         // is still there (a lookup, not a read) stops a request purged by
         // another process from being served, or written to, from copies.
-        if self.facts.contains(k.as_str()) && self.store.head(&k).await?.is_none() {
-            self.facts.forget_prefix(&Self::prefix(id));
-            return Ok(None);
+        if let Some(kept) = self.facts.get::<ConfirmationRequest>(k.as_str()) {
+            if self.store.head(&k).await?.is_none() {
+                self.facts.forget_prefix(&Self::prefix(id));
+                return Ok(None);
+            }
+            return Ok(Some(ConfirmationRequest::clone(&kept)));
         }
         self.fact(&k).await
     }
@@ -741,7 +746,7 @@ struct CallMapping {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration as StdDuration;
 
     use time::Duration;
@@ -751,7 +756,8 @@ mod tests {
     use crate::identity::IdentityMethod;
     use crate::store::FsStore;
 
-    fn request() -> ConfirmationRequest {
+    /// A plan change for Dana, checked by `identity`, open for 30 minutes.
+    pub(crate) fn sample_request(identity: IdentityMethod) -> ConfirmationRequest {
         let now = OffsetDateTime::now_utc();
         ConfirmationRequest {
             id: ConfirmationId::generate(),
@@ -771,8 +777,12 @@ mod tests {
             callback_url: None,
             created_at: now,
             expires_at: now + Duration::minutes(30),
-            identity: IdentityMethod::None,
+            identity,
         }
+    }
+
+    fn request() -> ConfirmationRequest {
+        sample_request(IdentityMethod::None)
     }
 
     fn claim(call_sid: &str) -> CallClaim {

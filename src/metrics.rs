@@ -147,30 +147,27 @@ fn render_labels(l: &Labels, extra: Option<(&str, String)>) -> String {
 }
 
 impl Metrics {
+    /// Changes the counter or gauge `name` with labels `pairs` by `change`.
+    fn update(
+        &self,
+        name: &'static str,
+        pairs: &[(&'static str, &str)],
+        change: impl FnOnce(&mut u64),
+    ) {
+        let mut c = self.counters.lock().ok();
+        if let Some(v) = c.as_mut().and_then(|c| entry(c, name, pairs)) {
+            change(v);
+        }
+    }
+
     /// Adds one to a counter.
     pub fn inc(&self, name: &'static str, pairs: &[(&'static str, &str)]) {
-        if let Some(c) = self
-            .counters
-            .lock()
-            .ok()
-            .as_mut()
-            .and_then(|c| entry(c, name, pairs))
-        {
-            *c += 1;
-        }
+        self.update(name, pairs, |c| *c += 1);
     }
 
     /// Sets a gauge (kept beside the counters; its `# TYPE` says gauge).
     pub fn set(&self, name: &'static str, pairs: &[(&'static str, &str)], value: u64) {
-        if let Some(c) = self
-            .counters
-            .lock()
-            .ok()
-            .as_mut()
-            .and_then(|c| entry(c, name, pairs))
-        {
-            *c = value;
-        }
+        self.update(name, pairs, |c| *c = value);
     }
 
     /// Records one observation of a histogram, in seconds.

@@ -63,8 +63,8 @@ impl FactCache {
         FactCache::new(0, Duration::ZERO)
     }
 
-    /// The fact stored under `key`, when a copy of type `T` is kept and young enough.
-    pub fn get<T: Any + Send + Sync>(&self, key: &str) -> Option<Arc<T>> {
+    /// The copy kept under `key`, when young enough; an older one is dropped.
+    fn lookup(&self, key: &str) -> Option<Arc<dyn Any + Send + Sync>> {
         if self.budget == 0 {
             return None;
         }
@@ -76,22 +76,17 @@ impl FactCache {
             inner.weight -= weight;
             return None;
         }
-        entry.value.clone().downcast::<T>().ok()
+        Some(entry.value.clone())
     }
 
-    /// Whether a copy of the fact under `key` is kept.
+    /// The fact stored under `key`, when a copy of type `T` is kept and young enough.
+    pub fn get<T: Any + Send + Sync>(&self, key: &str) -> Option<Arc<T>> {
+        self.lookup(key)?.downcast::<T>().ok()
+    }
+
+    /// Whether a young enough copy of the fact under `key` is kept.
     pub fn contains(&self, key: &str) -> bool {
-        if self.budget == 0 {
-            return false;
-        }
-        self.inner
-            .lock()
-            .map(|i| {
-                i.entries
-                    .get(key)
-                    .is_some_and(|e| e.at.elapsed() <= self.max_age)
-            })
-            .unwrap_or(false)
+        self.lookup(key).is_some()
     }
 
     /// Keeps `value` as the fact stored under `key`, `stored_len` bytes as

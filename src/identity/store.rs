@@ -471,8 +471,6 @@ pub struct CallerSignal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::confirmations::Customer;
-    use crate::domain::{ChangeItem, ChangeKind, ConfirmationNumber, Locale};
     use crate::store::FsStore;
 
     fn setup(dir: &std::path::Path) -> (Arc<dyn ObjectStore>, IdentityStore) {
@@ -485,27 +483,7 @@ mod tests {
     }
 
     fn request(identity: IdentityMethod) -> ConfirmationRequest {
-        let now = OffsetDateTime::now_utc();
-        ConfirmationRequest {
-            id: ConfirmationId::generate(),
-            confirmation_number: ConfirmationNumber::generate(),
-            account_id: "ACC-48213907".into(),
-            kind: ChangeKind::Plan,
-            change: vec![
-                ChangeItem::new(0, "plan", None, Some("Basic"), Some("Plus"), false).unwrap(),
-            ],
-            customer: Customer {
-                name: "Dana".into(),
-                phone: "+15551230001".parse().unwrap(),
-            },
-            agent_id: "agent-7".into(),
-            created_by_key: None,
-            locale: Locale::EnUs,
-            callback_url: None,
-            created_at: now,
-            expires_at: now + Duration::minutes(30),
-            identity,
-        }
+        crate::confirmations::tests::sample_request(identity)
     }
 
     async fn everything(store: &Arc<dyn ObjectStore>) -> String {

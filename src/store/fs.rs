@@ -72,6 +72,22 @@ impl FsStore {
     fn path_of(&self, key: &str) -> PathBuf {
         self.root.join(key)
     }
+
+    /// Creates `key` from `source`: refused at once when the key is
+    /// [`taken`], else written on the blocking pool.
+    async fn create_from(&self, key: &ObjectKey, source: Source) -> Result<(), StoreError> {
+        let path = self.path_of(key.as_str());
+        if taken(&path) {
+            return Err(StoreError::AlreadyExists(key.clone()));
+        }
+        let root = self.root.clone();
+        let durable = self.durable.clone();
+        let key = key.clone();
+        blocking(&key.to_string(), move || {
+            create_blocking(&root, &durable, &path, &key, source)
+        })
+        .await
+    }
 }
 
 fn io_err(key: &str) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -101,9 +117,9 @@ fn taken(path: &Path) -> bool {
 }
 
 /// Where the bytes of a create come from.
-enum Source<'a> {
-    Memory(&'a [u8]),
-    File(&'a Path),
+enum Source {
+    Memory(Bytes),
+    File(PathBuf),
 }
 
 fn create_blocking(
@@ -111,7 +127,7 @@ fn create_blocking(
     durable: &DurableDirs,
     path: &Path,
     key: &ObjectKey,
-    source: Source<'_>,
+    source: Source,
 ) -> Result<(), StoreError> {
     let k = key.as_str();
     let dir = path
@@ -131,9 +147,9 @@ fn create_blocking(
     let result = (|| {
         let mut f = temp_file_in(dir, &tmp).map_err(io_err(k))?;
         match source {
-            Source::Memory(bytes) => f.write_all(bytes).map_err(io_err(k))?,
+            Source::Memory(bytes) => f.write_all(&bytes).map_err(io_err(k))?,
             Source::File(from) => {
-                let mut input = std::fs::File::open(from).map_err(io_err(k))?;
+                let mut input = std::fs::File::open(&from).map_err(io_err(k))?;
                 let mut buf = vec![0u8; 256 * 1024];
                 loop {
                     let n = input.read(&mut buf).map_err(io_err(k))?;
@@ -262,32 +278,12 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectKey>, StoreError
 #[async_trait]
 impl ObjectStore for FsStore {
     async fn create(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StoreError> {
-        let path = self.path_of(key.as_str());
-        if taken(&path) {
-            return Err(StoreError::AlreadyExists(key.clone()));
-        }
-        let root = self.root.clone();
-        let durable = self.durable.clone();
-        let key = key.clone();
-        blocking(&key.to_string(), move || {
-            create_blocking(&root, &durable, &path, &key, Source::Memory(&bytes))
-        })
-        .await
+        self.create_from(key, Source::Memory(bytes)).await
     }
 
     async fn create_file(&self, key: &ObjectKey, from: &Path) -> Result<(), StoreError> {
-        let path = self.path_of(key.as_str());
-        if taken(&path) {
-            return Err(StoreError::AlreadyExists(key.clone()));
-        }
-        let root = self.root.clone();
-        let durable = self.durable.clone();
-        let key = key.clone();
-        let from = from.to_path_buf();
-        blocking(&key.to_string(), move || {
-            create_blocking(&root, &durable, &path, &key, Source::File(&from))
-        })
-        .await
+        self.create_from(key, Source::File(from.to_path_buf()))
+            .await
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
